@@ -1,0 +1,39 @@
+namespace Airlock.Core.Sandboxes;
+
+/// <summary>The stored state of one sandbox. The store owns it; the node fields say where it runs.</summary>
+internal sealed class SandboxRecord
+{
+    public required string Id { get; init; }
+
+    public required string Template { get; init; }
+
+    public SandboxState State { get; set; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+
+    public DateTimeOffset ExpiresAt { get; set; }
+
+    public Dictionary<string, string> Metadata { get; init; } = [];
+
+    public Dictionary<string, string> Env { get; init; } = [];
+
+    public int Cpus { get; init; }
+
+    public int MemoryMb { get; init; }
+
+    public int DiskMb { get; init; }
+
+    /// <summary>Host pid of the sandbox's init, and its start time in clock ticks (guards against pid reuse).</summary>
+    public int InitPid { get; set; }
+
+    public long InitStartTime { get; set; }
+}
+
+internal enum SandboxState
+{
+    /// <summary>Record written, runtime being made. A crash here leaves a record that recovery reaps.</summary>
+    Starting,
+    Running,
+    /// <summary>Being destroyed. Recovery finishes the job.</summary>
+    Stopping,
+}

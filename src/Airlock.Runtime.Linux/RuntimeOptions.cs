@@ -1,0 +1,27 @@
+namespace Airlock.Runtime.Linux;
+
+/// <summary>Where the node keeps its state (configuration section <c>Airlock</c>).</summary>
+internal sealed class RuntimeOptions
+{
+    public const string Section = "Airlock";
+
+    /// <summary>Root of all state: the database, sandbox state dirs, templates (env <c>AIRLOCK_DATA</c>).</summary>
+    public string DataDir { get; set; } = "data";
+
+    /// <summary>Built templates; shareable between servers on one machine (they lock it while building).</summary>
+    public string? TemplatesDir { get; set; }
+
+    /// <summary>The native helper; defaults to <c>airlock-init</c> beside the assemblies.</summary>
+    public string? InitPath { get; set; }
+
+    public string DebianMirror { get; set; } = "http://deb.debian.org/debian";
+
+    /// <summary>Name of the cgroup directory Airlock owns in each hierarchy.</summary>
+    public string CgroupName { get; set; } = "airlock";
+
+    public string SandboxesDir => Path.Combine(Path.GetFullPath(DataDir), "sandboxes");
+
+    public string ResolvedTemplatesDir => Path.GetFullPath(TemplatesDir ?? Path.Combine(DataDir, "templates"));
+
+    public string ResolvedInitPath => InitPath ?? Path.Combine(AppContext.BaseDirectory, "airlock-init");
+}

@@ -1,0 +1,71 @@
+using Airlock.Core.Files;
+using Airlock.Core.Processes;
+using Airlock.Core.Runtime;
+using Airlock.Core.Sandboxes;
+using Airlock.Core.Store;
+using Airlock.Core.Templates;
+using Airlock.Runtime.Linux;
+using Airlock.Runtime.Linux.Templates;
+using Airlock.Server;
+using Airlock.Server.Auth;
+using Airlock.Server.Files;
+using Airlock.Server.Http;
+using Airlock.Server.Processes;
+using Airlock.Server.Sandboxes;
+using Airlock.Server.Templates;
+using Microsoft.Extensions.Options;
+
+var builder = WebApplication.CreateSlimBuilder(args);
+
+// The documented environment: AIRLOCK_URLS, AIRLOCK_DATA, AIRLOCK_BOOTSTRAP_API_KEY, AIRLOCK_TEMPLATES.
+var urls = Environment.GetEnvironmentVariable("AIRLOCK_URLS");
+if (!string.IsNullOrEmpty(urls))
+{
+    builder.WebHost.UseUrls(urls);
+}
+else if (string.IsNullOrEmpty(builder.Configuration["urls"]))
+{
+    builder.WebHost.UseUrls("http://127.0.0.1:3000");
+}
+
+var dataDir = Path.GetFullPath(Environment.GetEnvironmentVariable("AIRLOCK_DATA") ?? builder.Configuration["Airlock:DataDir"] ?? "data");
+Directory.CreateDirectory(dataDir);
+builder.Services.AddOptions<RuntimeOptions>().BindConfiguration(RuntimeOptions.Section).Configure(o =>
+{
+    o.DataDir = dataDir;
+    o.TemplatesDir = Environment.GetEnvironmentVariable("AIRLOCK_TEMPLATES") ?? o.TemplatesDir;
+});
+builder.Services.AddOptions<SandboxOptions>().BindConfiguration(SandboxOptions.Section).ValidateOnStart()
+    .Validate(o => o.DefaultTimeoutSeconds >= 1 && o.DefaultTimeoutSeconds <= o.MaxTimeoutSeconds, "Airlock:Sandboxes:DefaultTimeoutSeconds must be between 1 and MaxTimeoutSeconds")
+    .Validate(o => o.DefaultMemoryMb >= 64, "Airlock:Sandboxes:DefaultMemoryMb must be at least 64");
+
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton<ISandboxStore>(_ => new SqliteSandboxStore(Path.Combine(dataDir, "airlock.db")));
+builder.Services.AddSingleton<LinuxSandboxRuntime>();
+builder.Services.AddSingleton<ISandboxRuntime>(sp => sp.GetRequiredService<LinuxSandboxRuntime>());
+builder.Services.AddSingleton<ITemplateBuilder, DebootstrapTemplateBuilder>();
+builder.Services.AddSingleton<TemplateService>();
+builder.Services.AddSingleton<SandboxService>();
+builder.Services.AddSingleton<ProcessService>();
+builder.Services.AddSingleton<FileService>();
+builder.Services.AddHostedService<StartupService>();
+builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
+builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null); // files of any size stream through
+
+var app = builder.Build();
+var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Airlock");
+var auth = ApiKeyAuthentication.Load(Environment.GetEnvironmentVariable("AIRLOCK_BOOTSTRAP_API_KEY"), dataDir, logger);
+
+app.Use((context, next) => Problems.HandleAsync(context, () => next(context), logger));
+app.Use((context, next) => auth.HandleAsync(context, () => next(context)));
+app.UseWebSockets();
+
+app.MapGet("/health", (TemplateService templates, LinuxSandboxRuntime runtime) =>
+    TypedResults.Json(new HealthDto("ok", runtime.Cgroups.Layout, TemplateEndpoints.Describe(templates)), ApiJsonContext.Default.HealthDto));
+app.MapSandboxes();
+app.MapProcesses();
+app.MapFiles();
+app.MapTemplates();
+app.MapFallback((HttpContext context) => Problems.Result(404, "route_not_found", $"no route for {context.Request.Method} {context.Request.Path}"));
+
+app.Run();
