@@ -15,6 +15,13 @@ using Airlock.Server.Sandboxes;
 using Airlock.Server.Templates;
 using Microsoft.Extensions.Options;
 
+// `airlock-server build-template [name]`: build a template into the templates dir and exit
+// (test.sh and CI use it so every test server shares one build).
+if (args is ["build-template", ..])
+{
+    return await TemplateCommand.RunAsync(args.Length > 1 ? args[1] : "base");
+}
+
 var builder = WebApplication.CreateSlimBuilder(args);
 
 // The documented environment: AIRLOCK_URLS, AIRLOCK_DATA, AIRLOCK_BOOTSTRAP_API_KEY, AIRLOCK_TEMPLATES.
@@ -68,4 +75,5 @@ app.MapFiles();
 app.MapTemplates();
 app.MapFallback((HttpContext context) => Problems.Result(404, "route_not_found", $"no route for {context.Request.Method} {context.Request.Path}"));
 
-app.Run();
+await app.RunAsync();
+return 0;
