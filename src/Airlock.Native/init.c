@@ -123,6 +123,32 @@ static void join_cgroup(const char *dir)
 /* ---------------------------------------------------------------- process B: setup */
 
 static int ready_fd = -1;
+static char **saved_argv;
+static int saved_argc;
+
+/* Everything inside can read /proc/1/cmdline (it is not behind the dumpable check): our argv
+ * holds host paths (data dir, template dir, cgroups). Overwrite the argument strings in place
+ * so the sandbox sees only INIT_TITLE; the environment strings that follow them (the server's
+ * environment, API key included) are wiped too, although /proc/1/environ is already unreadable.
+ * Called once every config string (which point into argv) has been used. */
+#define INIT_TITLE "/sbin/airlock-init"
+static void scrub_cmdline(void)
+{
+    extern char **environ;
+    char *start = saved_argv[0], *end = saved_argv[saved_argc - 1];
+    end += strlen(end) + 1;
+    /* The environment block directly follows argv on the initial stack. */
+    for (char **e = environ; e && *e; e++)
+        if (*e == end)
+            end += strlen(*e) + 1;
+    memset(start, 0, (size_t)(end - start));
+    /* The kernel reports up to the end of the original argv area; a NUL last byte keeps it
+     * from following into the environment (setproctitle rule), so the title must be shorter. */
+    if ((size_t)(end - start) > sizeof INIT_TITLE)
+        memcpy(start, INIT_TITLE, sizeof INIT_TITLE);
+    static char *no_env[] = {NULL};
+    environ = no_env;
+}
 
 static _Noreturn void b_fail(const char *step)
 {
@@ -152,10 +178,12 @@ static void write_file(const char *p, const char *s, const char *step)
         b_fail(step);
 }
 
-/* §1 step 3: the sandbox's root filesystem. */
+/* §1 step 3: the sandbox's root filesystem. The overlay options show up in the sandbox's
+ * /proc/self/mountinfo, so they must not name host paths: the lower layer is passed as an fd
+ * (/proc/self/fd/N) and upper/work relative to rw/, the current directory while mounting. */
 static void mount_root(const struct config *c, char *root)
 {
-    char rw[PATH_MAX], up[PATH_MAX], work[PATH_MAX], opts[3 * PATH_MAX + 64];
+    char rw[PATH_MAX], opts[PATH_MAX + 64];
     /* Private first, so nothing below propagates back to the host's mount namespace. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         b_fail("mount-private");
@@ -164,17 +192,17 @@ static void mount_root(const struct config *c, char *root)
     snprintf(opts, sizeof opts, "size=%llu,mode=0755", c->disk_bytes);
     if (mount("tmpfs", rw, "tmpfs", 0, opts) < 0)
         b_fail("tmpfs");
-    path2(up, rw, "upper");
-    path2(work, rw, "work");
-    mkdir_ok(up, 0755, "mkdir");
-    mkdir_ok(work, 0755, "mkdir");
-    if ((size_t)snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", c->lower, up,
-                         work) >= (size_t)getpagesize()) {
-        errno = ENAMETOOLONG;
+    if (chdir(rw) < 0)
+        b_fail("mkdir");
+    mkdir_ok("upper", 0755, "mkdir");
+    mkdir_ok("work", 0755, "mkdir");
+    int lower = open(c->lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (lower < 0)
         b_fail("overlay");
-    }
+    snprintf(opts, sizeof opts, "lowerdir=/proc/self/fd/%d,upperdir=upper,workdir=work", lower);
     if (mount("overlay", root, "overlay", 0, opts) < 0)
         b_fail("overlay");
+    close(lower); /* the mount holds its own reference */
 }
 
 /* Mounts src/type at root/rel; mkdir's the mount point first (a minimal template may lack it). */
@@ -624,6 +652,7 @@ static _Noreturn void init_main(const struct config *c)
     if (nul > 2)
         close(nul);
     close_others(lfd, ready_fd);
+    scrub_cmdline(); /* c's strings are dead from here on */
 
     /* §1 step 7. After this write A exits and B is re-parented to the host's init. */
     if (write_all(ready_fd, "ok\n", 3) < 0)
@@ -645,6 +674,8 @@ int main(int argc, char **argv)
         }
     }
     parse_args(argc, argv, &c);
+    saved_argc = argc;
+    saved_argv = argv;
     int rc = seccomp_build(&filter);
     if (rc < 0)
         a_fail("seccomp", -rc);

@@ -179,9 +179,10 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
         try
         {
             var stat = File.ReadAllText($"/proc/{pid}/stat");
-            // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+            // The command name (field 2) may contain spaces and parentheses: split after the last ')';
+            // fields[0] is then the state (field 3), fields[19] the start time (field 22). A zombie counts as gone.
             var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return fields[1] == "Z" ? null : long.Parse(fields[19], CultureInfo.InvariantCulture);
+            return fields[0] == "Z" ? null : long.Parse(fields[19], CultureInfo.InvariantCulture);
         }
         catch (IOException)
         {

@@ -1,0 +1,163 @@
+using System.Net;
+using System.Net.Http.Json;
+using Airlock.IntegrationTests.Infrastructure;
+
+namespace Airlock.IntegrationTests.Sandboxes;
+
+/// <summary>
+/// Nothing leaks: many create/kill cycles, then a SIGKILL of the server mid-traffic and a restart.
+/// Sandboxes survive the crash and are re-adopted; a sandbox whose init died meanwhile and
+/// resources no record owns are reaped; afterwards no cgroup, state dir, mount or process is left.
+/// </summary>
+public sealed class LeakAndRecoveryTests
+{
+    private static readonly string[] s_cgroupRoots = Directory.Exists("/sys/fs/cgroup/memory")
+        ? ["/sys/fs/cgroup/memory/airlock", "/sys/fs/cgroup/pids/airlock", "/sys/fs/cgroup/cpu/airlock", "/sys/fs/cgroup/unified/airlock"]
+        : ["/sys/fs/cgroup/airlock"];
+
+    [Fact]
+    public async Task CreateKillCycles_LeaveNothingBehind()
+    {
+        await using var server = await AirlockServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
+        var ids = new List<string>();
+        for (var i = 0; i < 25; i++)
+        {
+            var id = await server.Client.CreateSandboxAsync(new { memoryMb = 128 });
+            ids.Add(id);
+            if (i % 5 == 0)
+            {
+                // Some with a running child and a pty, so there are fds and processes to clean.
+                await server.Client.PostAsJsonAsync($"/v1/sandboxes/{id}/processes", new { cmd = "sleep 100" }, TestContext.Current.CancellationToken);
+                await server.Client.ExecAsync(id, "echo x > /tmp/f");
+            }
+
+            await server.Client.DeleteSandboxAsync(id);
+        }
+
+        await AssertNoTraceAsync(server.DataDir, ids);
+    }
+
+    [Fact]
+    public async Task ServerCrash_MidTraffic_SandboxesReadoptedOrReaped_NothingLeaks()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var server = await AirlockServer.StartAsync(cancellationToken: ct);
+        var dataDir = server.DataDir;
+        var ids = new List<string>();
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                ids.Add(await server.Client.CreateSandboxAsync(new { timeoutSeconds = 600 }));
+            }
+
+            await server.Client.ExecAsync(ids[0], "echo survived > /home/user/mark");
+
+            // Traffic in flight when the server dies: long commands, streams and creates.
+            var traffic = new List<Task>();
+            foreach (var id in ids)
+            {
+                traffic.Add(server.Client.PostAsJsonAsync($"/v1/sandboxes/{id}/exec", new { cmd = "sleep 20" }, ct));
+            }
+
+            for (var i = 0; i < 3; i++)
+            {
+                traffic.Add(server.Client.PostAsJsonAsync("/v1/sandboxes", new { }, ct));
+            }
+
+            await Task.Delay(300, ct);
+            await server.CrashAsync();
+            await Task.WhenAll(traffic.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+
+            // While the server is down: one sandbox's init dies, and a stray state dir and cgroup appear.
+            var victim = ids[1];
+            var initPid = int.Parse(File.ReadAllText(Path.Combine(dataDir, "sandboxes", victim, "init.pid")).Split(' ')[0]);
+            Assert.True(Directory.Exists($"/proc/{initPid}"), "a sandbox must outlive a crash of the server");
+            Signal(initPid, 9);
+            var stray = "straystraystray00001";
+            Directory.CreateDirectory(Path.Combine(dataDir, "sandboxes", stray, "rw"));
+            Directory.CreateDirectory(Path.Combine(s_cgroupRoots[0], stray));
+
+            server = await AirlockServer.StartAsync(dataDir, ct);
+            var listed = (await (await server.Client.GetAsync("/v1/sandboxes", ct)).JsonAsync()).EnumerateArray().Select(s => s.GetProperty("id").GetString()!).ToHashSet();
+            Assert.Contains(ids[0], listed);
+            Assert.Contains(ids[2], listed);
+            Assert.DoesNotContain(victim, listed);
+            Assert.Equal("survived\n", (await server.Client.ExecAsync(ids[0], "cat /home/user/mark")).Stdout);
+            Assert.Equal(HttpStatusCode.NotFound, (await server.Client.GetAsync($"/v1/sandboxes/{victim}", ct)).StatusCode);
+            Assert.False(Directory.Exists(Path.Combine(dataDir, "sandboxes", stray)), "stray state dir not swept");
+            Assert.False(Directory.Exists(Path.Combine(s_cgroupRoots[0], stray)), "stray cgroup not swept");
+
+            // Creates that were in flight may or may not have made it; whatever exists is listed and killable.
+            ids.AddRange(listed.Except(ids));
+            foreach (var id in listed)
+            {
+                await server.Client.DeleteSandboxAsync(id);
+            }
+
+            await AssertNoTraceAsync(dataDir, ids.Append(stray).ToList());
+        }
+        finally
+        {
+            await server.DisposeAsync();
+            try
+            {
+                Directory.Delete(dataDir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    private static async Task AssertNoTraceAsync(string dataDir, List<string> ids)
+    {
+        // Kill is synchronous in the API, but give the kernel a moment to finish tearing down.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        List<string> leaks;
+        do
+        {
+            leaks = [];
+            foreach (var id in ids)
+            {
+                leaks.AddRange(s_cgroupRoots.Select(r => Path.Combine(r, id)).Where(Directory.Exists));
+                var state = Path.Combine(dataDir, "sandboxes", id);
+                if (Directory.Exists(state))
+                {
+                    leaks.Add(state);
+                }
+            }
+
+            var mounts = File.ReadAllLines("/proc/self/mountinfo");
+            leaks.AddRange(mounts.Where(m => m.Contains(dataDir, StringComparison.Ordinal) || ids.Any(id => m.Contains(id, StringComparison.Ordinal))));
+            // No process anywhere still sits in one of these sandboxes' cgroups.
+            foreach (var proc in Directory.EnumerateDirectories("/proc").Where(d => int.TryParse(Path.GetFileName(d), out _)))
+            {
+                try
+                {
+                    var cgroup = File.ReadAllText(Path.Combine(proc, "cgroup"));
+                    if (ids.Any(id => cgroup.Contains(id, StringComparison.Ordinal)))
+                    {
+                        leaks.Add($"process {proc}");
+                    }
+                }
+                catch (IOException)
+                {
+                }
+            }
+
+            if (leaks.Count == 0)
+            {
+                return;
+            }
+
+            await Task.Delay(200);
+        }
+        while (DateTime.UtcNow < deadline);
+
+        Assert.Fail("leaked: " + string.Join(", ", leaks));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int Signal(int pid, int signal);
+}
