@@ -32,7 +32,7 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
         _options = options.Value;
         _sandboxOptions = sandboxOptions.Value;
         _logger = logger;
-        Cgroups = new CgroupManager(_options.CgroupName);
+        Cgroups = new CgroupManager(_options.ResolvedCgroupName);
         Directory.CreateDirectory(_options.SandboxesDir);
         if (!File.Exists(_options.ResolvedInitPath))
         {

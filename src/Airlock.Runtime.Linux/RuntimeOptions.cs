@@ -16,8 +16,15 @@ internal sealed class RuntimeOptions
 
     public string DebianMirror { get; set; } = "http://deb.debian.org/debian";
 
-    /// <summary>Name of the cgroup directory Airlock owns in each hierarchy.</summary>
-    public string CgroupName { get; set; } = "airlock";
+    /// <summary>
+    /// Name of the cgroup directory this server owns in each hierarchy. Defaults to
+    /// <c>airlock-&lt;hash of the data dir&gt;</c>: servers with different data dirs on one machine must
+    /// never sweep each other's sandboxes.
+    /// </summary>
+    public string? CgroupName { get; set; }
+
+    public string ResolvedCgroupName => CgroupName ?? "airlock-" + Convert.ToHexStringLower(
+        System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(SandboxesDir)))[..8];
 
     public string SandboxesDir => Path.Combine(Path.GetFullPath(DataDir), "sandboxes");
 

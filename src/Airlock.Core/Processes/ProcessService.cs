@@ -151,6 +151,10 @@ internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxO
             process.Handle!.CloseStdin();
         }
 
+        // Only the last window of each stream is kept, like the process's own replay window: a
+        // command printing gigabytes must not make the server buffer (and then fail to serialize)
+        // all of it. Security invariant "1 GB of output is contained".
+        var window = options.Value.ProcessOutputWindowBytes;
         var stdout = new MemoryStream();
         var stderr = new MemoryStream();
         ProcessEvent.End? end = null;
@@ -159,10 +163,10 @@ internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxO
             switch (e)
             {
                 case ProcessEvent.Data { Kind: OutputKind.Stderr } d:
-                    stderr.Write(d.Bytes.Span);
+                    AppendBounded(stderr, d.Bytes.Span, window);
                     break;
                 case ProcessEvent.Data d:
-                    stdout.Write(d.Bytes.Span);
+                    AppendBounded(stdout, d.Bytes.Span, window);
                     break;
                 case ProcessEvent.End ended:
                     end = ended;
@@ -173,9 +177,37 @@ internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxO
         return new ProcessResult(
             end!.Status,
             end.Error,
-            Encoding.UTF8.GetString(stdout.GetBuffer(), 0, (int)stdout.Length),
-            Encoding.UTF8.GetString(stderr.GetBuffer(), 0, (int)stderr.Length),
+            Tail(stdout, window),
+            Tail(stderr, window),
             time.GetElapsedTime(began));
+    }
+
+    /// <summary>Appends, compacting to the last <paramref name="window"/> bytes once twice that is held.</summary>
+    private static void AppendBounded(MemoryStream buffer, ReadOnlySpan<byte> data, long window)
+    {
+        if (data.Length >= window)
+        {
+            buffer.SetLength(0);
+            buffer.Write(data[^(int)window..]);
+            return;
+        }
+
+        if (buffer.Length + data.Length > 2 * window)
+        {
+            var keep = (int)Math.Min(buffer.Length, window - data.Length);
+            var bytes = buffer.GetBuffer();
+            Buffer.BlockCopy(bytes, (int)buffer.Length - keep, bytes, 0, keep);
+            buffer.SetLength(keep);
+            buffer.Position = keep;
+        }
+
+        buffer.Write(data);
+    }
+
+    private static string Tail(MemoryStream buffer, long window)
+    {
+        var length = (int)Math.Min(buffer.Length, window);
+        return Encoding.UTF8.GetString(buffer.GetBuffer(), (int)buffer.Length - length, length);
     }
 
     private SandboxProcess Running(string sandboxId, int? pid, string? tag)

@@ -11,9 +11,13 @@ namespace Airlock.IntegrationTests.Sandboxes;
 /// </summary>
 public sealed class LeakAndRecoveryTests
 {
-    private static readonly string[] s_cgroupRoots = Directory.Exists("/sys/fs/cgroup/memory")
-        ? ["/sys/fs/cgroup/memory/airlock", "/sys/fs/cgroup/pids/airlock", "/sys/fs/cgroup/cpu/airlock", "/sys/fs/cgroup/unified/airlock"]
-        : ["/sys/fs/cgroup/airlock"];
+    private static readonly string[] s_hierarchies = Directory.Exists("/sys/fs/cgroup/memory")
+        ? ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/unified"]
+        : ["/sys/fs/cgroup"];
+
+    /// <summary>Every airlock-owned cgroup parent (one per server data dir) in every hierarchy.</summary>
+    private static IEnumerable<string> CgroupRoots() =>
+        s_hierarchies.Where(Directory.Exists).SelectMany(h => Directory.EnumerateDirectories(h, "airlock*"));
 
     [Fact]
     public async Task CreateKillCycles_LeaveNothingBehind()
@@ -76,17 +80,17 @@ public sealed class LeakAndRecoveryTests
             Signal(initPid, 9);
             var stray = "straystraystray00001";
             Directory.CreateDirectory(Path.Combine(dataDir, "sandboxes", stray, "rw"));
-            Directory.CreateDirectory(Path.Combine(s_cgroupRoots[0], stray));
+            var ownRoot = CgroupRoots().First(r => Directory.Exists(Path.Combine(r, ids[0])));
+            Directory.CreateDirectory(Path.Combine(ownRoot, stray));
 
             server = await AirlockServer.StartAsync(dataDir, ct);
             var listed = (await (await server.Client.GetAsync("/v1/sandboxes", ct)).JsonAsync()).EnumerateArray().Select(s => s.GetProperty("id").GetString()!).ToHashSet();
-            Assert.Contains(ids[0], listed);
-            Assert.Contains(ids[2], listed);
+            Assert.True(listed.Contains(ids[0]) && listed.Contains(ids[2]), $"not re-adopted; server log:\n{server.Log}");
             Assert.DoesNotContain(victim, listed);
             Assert.Equal("survived\n", (await server.Client.ExecAsync(ids[0], "cat /home/user/mark")).Stdout);
             Assert.Equal(HttpStatusCode.NotFound, (await server.Client.GetAsync($"/v1/sandboxes/{victim}", ct)).StatusCode);
             Assert.False(Directory.Exists(Path.Combine(dataDir, "sandboxes", stray)), "stray state dir not swept");
-            Assert.False(Directory.Exists(Path.Combine(s_cgroupRoots[0], stray)), "stray cgroup not swept");
+            Assert.False(Directory.Exists(Path.Combine(ownRoot, stray)), "stray cgroup not swept");
 
             // Creates that were in flight may or may not have made it; whatever exists is listed and killable.
             ids.AddRange(listed.Except(ids));
@@ -120,7 +124,7 @@ public sealed class LeakAndRecoveryTests
             leaks = [];
             foreach (var id in ids)
             {
-                leaks.AddRange(s_cgroupRoots.Select(r => Path.Combine(r, id)).Where(Directory.Exists));
+                leaks.AddRange(CgroupRoots().Select(r => Path.Combine(r, id)).Where(Directory.Exists));
                 var state = Path.Combine(dataDir, "sandboxes", id);
                 if (Directory.Exists(state))
                 {

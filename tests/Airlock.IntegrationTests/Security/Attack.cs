@@ -48,12 +48,8 @@ internal static class Attack
             _ => client.ExecAsync(id, "python3 -", user: who, timeoutSeconds: timeoutSeconds, stdin: script),
         };
 
-    /// <summary>Lines <c>name=RESULT</c> of a probe script, as a dictionary.</summary>
-    public static Dictionary<string, string> Results(ExecResult result) =>
-        result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split('=', 2))
-            .Where(p => p.Length == 2)
-            .ToDictionary(p => p[0], p => p[1]);
+    /// <summary>Lines <c>name=RESULT</c> of a probe script (the last one wins).</summary>
+    public static Probe Results(ExecResult result) => new(result);
 
     /// <summary>Exec returning the whole JSON answer (signal, durationMs), for the resource tests.</summary>
     public static async Task<JsonElement> ExecJsonAsync(this HttpClient client, string id, string cmd, int timeoutSeconds, string? user = null)
@@ -94,4 +90,37 @@ internal sealed class HostMarker : IDisposable
     public string Name => System.IO.Path.GetFileName(Path);
 
     public void Dispose() => File.Delete(Path);
+}
+
+/// <summary>The <c>name=RESULT</c> lines of a probe; a missing name fails with the whole output.</summary>
+internal sealed class Probe
+{
+    private readonly Dictionary<string, string> _values = [];
+
+    public Probe(ExecResult result)
+    {
+        Result = result;
+        foreach (var line in result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (line.Split('=', 2) is [var key, var value])
+            {
+                _values[key] = value;
+            }
+        }
+    }
+
+    public ExecResult Result { get; }
+
+    public int Count => _values.Count;
+
+    public IEnumerable<KeyValuePair<string, string>> All => _values;
+
+    public string this[string key] =>
+        _values.TryGetValue(key, out var value) ? value : throw new Xunit.Sdk.XunitException($"no '{key}' in probe output (exit {Result.ExitCode}):\n{Result.Stdout}\n--stderr--\n{Result.Stderr}");
+
+    public bool TryGetValue(string key, out string value) => _values.TryGetValue(key, out value!);
+
+    public string? GetValueOrDefault(string key) => _values.GetValueOrDefault(key);
+
+    public override string ToString() => $"exit {Result.ExitCode}:\n{Result.Stdout}\n--stderr--\n{Result.Stderr}";
 }
