@@ -77,6 +77,7 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
 
         string output;
         string errors;
+        int exitCode;
         using (var helper = Process.Start(start) ?? throw new IOException("could not start the native helper"))
         {
             var stdout = helper.StandardOutput.ReadToEndAsync(cancellationToken);
@@ -84,11 +85,13 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
             await helper.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
             output = (await stdout.ConfigureAwait(false)).Trim();
             errors = (await stderr.ConfigureAwait(false)).Trim();
+            exitCode = helper.ExitCode;
         }
 
         if (!output.StartsWith("ok ", StringComparison.Ordinal) || !int.TryParse(output.AsSpan(3), CultureInfo.InvariantCulture, out var pid))
         {
-            throw new AirlockException("sandbox_start_failed", 500, $"sandbox could not start: {(output.Length > 0 ? output : errors)}");
+            var detail = output.Length > 0 ? output : errors.Length > 0 ? errors : $"the native helper exited with code {exitCode} and said nothing";
+            throw new AirlockException("sandbox_start_failed", 500, $"sandbox could not start: {detail}");
         }
 
         record.InitPid = pid;

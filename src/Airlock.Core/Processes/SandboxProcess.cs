@@ -140,12 +140,15 @@ internal sealed class SandboxProcess : IProcessSink
     /// </summary>
     public async IAsyncEnumerable<ProcessEvent> ReadEventsAsync(bool replay, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        yield return new ProcessEvent.Start(Pid);
+        // "From now" is the moment of attaching, fixed before Start goes out: once a reader has
+        // seen Start, output caused by what it does next is never skipped.
         long cursor;
         lock (_lock)
         {
             cursor = replay ? 0 : _nextSeq;
         }
+
+        yield return new ProcessEvent.Start(Pid);
 
         var batch = new List<ProcessEvent.Data>();
         while (true)

@@ -34,7 +34,7 @@ internal sealed unsafe class InotifyWatch : IFileWatch
                 throw new IOException($"inotify: {StrError(Errno)}");
             }
 
-            AddTree(dirFd, "");
+            AddTree(dirFd, "", announce: false);
         }
         finally
         {
@@ -44,7 +44,13 @@ internal sealed unsafe class InotifyWatch : IFileWatch
         _ = Task.Factory.StartNew(Pump, TaskCreationOptions.LongRunning);
     }
 
-    private void AddTree(int dirFd, string relative)
+    /// <param name="announce">
+    /// For a directory that appeared after the watch started: report what is already in it as
+    /// created. Entries made between its mkdir and our inotify_add_watch (<c>mkdir -p a/b &amp;&amp;
+    /// touch a/b/f</c>) raise no inotify event, so without this they would never be reported.
+    /// An entry made just after the add may be reported twice; a duplicate beats a miss.
+    /// </param>
+    private void AddTree(int dirFd, string relative, bool announce)
     {
         var wd = inotify_add_watch(_inotify, $"/proc/self/fd/{dirFd}", Mask);
         if (wd < 0)
@@ -75,12 +81,18 @@ internal sealed unsafe class InotifyWatch : IFileWatch
 
         foreach (var name in LinuxSandboxFileSystem.Names(dirFd))
         {
+            var childRelative = relative.Length == 0 ? name : relative + "/" + name;
+            if (announce)
+            {
+                _events.Writer.TryWrite(new FileEvent(childRelative, FileEventType.Create));
+            }
+
             var child = OpenAt2(dirFd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0x08 | 0x01 | 0x04 | RESOLVE_NO_MAGICLINKS);
             if (child >= 0)
             {
                 try
                 {
-                    AddTree(child, relative.Length == 0 ? name : relative + "/" + name);
+                    AddTree(child, childRelative, announce);
                 }
                 finally
                 {
@@ -174,7 +186,7 @@ internal sealed unsafe class InotifyWatch : IFileWatch
             {
                 try
                 {
-                    AddTree(child, relative);
+                    AddTree(child, relative, announce: true);
                 }
                 finally
                 {

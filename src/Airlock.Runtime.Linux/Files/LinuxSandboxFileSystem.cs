@@ -465,6 +465,7 @@ internal sealed unsafe partial class LinuxSandboxFileSystem(int rootFd) : ISandb
         ENOSPC => new AirlockException("not_enough_space", 507, "the sandbox's disk is full"),
         ENAMETOOLONG => AirlockException.Invalid($"'{path}' is too long"),
         EINVAL => AirlockException.Invalid($"invalid path '{path}'"),
+        ENXIO => AirlockException.Invalid($"'{path}' is not a regular file"), // a FIFO with no reader
         _ => new AirlockException("io_error", 500, $"'{path}': {StrError(errno)}"),
     };
 

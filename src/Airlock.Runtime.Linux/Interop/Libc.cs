@@ -6,7 +6,7 @@ namespace Airlock.Runtime.Linux.Interop;
 internal static unsafe partial class Libc
 {
     public const int EINTR = 4, EAGAIN = 11, ENOENT = 2, EEXIST = 17, ENOTDIR = 20, EISDIR = 21, EINVAL = 22,
-        ENOTEMPTY = 39, ELOOP = 40, EXDEV = 18, ESRCH = 3, EPERM = 1, EACCES = 13, ENOSPC = 28, EBADF = 9, ENAMETOOLONG = 36;
+        ENOTEMPTY = 39, ELOOP = 40, EXDEV = 18, ESRCH = 3, EPERM = 1, EACCES = 13, ENOSPC = 28, EBADF = 9, ENAMETOOLONG = 36, ENXIO = 6;
 
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_NOCTTY = 0x100,
         O_TRUNC = 0x200, O_NONBLOCK = 0x800, O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000, O_PATH = 0x200000;

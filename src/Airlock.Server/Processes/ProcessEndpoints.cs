@@ -115,6 +115,18 @@ internal static class ProcessEndpoints
                         await sse.SendAsync(name, new SseData(new string(chars)), ApiJsonContext.Default.SseData, cancellationToken);
                         break;
                     case ProcessEvent.End end:
+                        // Bytes of an unfinished character at the very end come out as U+FFFD, not lost.
+                        foreach (var (kind, pending) in decoders)
+                        {
+                            var tail = new char[pending.GetCharCount([], flush: true)];
+                            pending.GetChars([], tail, flush: true);
+                            if (tail.Length > 0)
+                            {
+                                var tailName = kind switch { OutputKind.Stderr => "stderr", OutputKind.Pty => "pty", _ => "stdout" };
+                                await sse.SendAsync(tailName, new SseData(new string(tail)), ApiJsonContext.Default.SseData, cancellationToken);
+                            }
+                        }
+
                         long? duration = started is { } t ? (long)System.Diagnostics.Stopwatch.GetElapsedTime(t).TotalMilliseconds : null;
                         await sse.SendAsync(
                             "end",

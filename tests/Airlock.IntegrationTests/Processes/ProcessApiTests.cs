@@ -154,6 +154,55 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Events_ReplayFalse_StartsFromNow()
+    {
+        await WithSandboxAsync(async id =>
+        {
+            var pid = await StartAsync(id, new { cmd = "echo old; read x; echo new", stdin = true });
+            await ReadUntilAsync(id, pid.ToString(), "old\n");
+            using var cts = Timeout();
+            using var response = await _client.GetAsync(Url(id, pid.ToString()) + "/events?replay=false", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            var events = new List<SseEvent>();
+            await foreach (var e in Sse.ReadAsync(response, cts.Token))
+            {
+                events.Add(e);
+                if (e.Name == "start")
+                {
+                    await SendStdinAsync(id, pid.ToString(), "\n");
+                }
+            }
+
+            Assert.Equal("new\n", Stdout(events));
+            Assert.Equal("end", events[^1].Name);
+        });
+    }
+
+    [Fact]
+    public async Task Events_MultiByteCharacterSplitAcrossWrites_ArrivesWhole()
+    {
+        await WithSandboxAsync(async id =>
+        {
+            var pid = await StartAsync(id, new { cmd = "printf '\\xe2\\x82'; sleep 0.2; printf '\\xac\\n'" });
+            Assert.Equal("\u20ac\n", Stdout(await ReadToEndAsync(id, pid.ToString())));
+        });
+    }
+
+    [Fact]
+    public async Task Get_TagReused_SelectsTheNewestProcess()
+    {
+        await WithSandboxAsync(async id =>
+        {
+            var first = await StartAsync(id, new { cmd = "true", tag = "job" });
+            await WaitUntilFinishedAsync(id, first.ToString());
+            var second = await StartAsync(id, new { cmd = "sleep 100", tag = "job" });
+            using var cts = Timeout();
+            var info = await (await _client.GetAsync(Url(id, "job"), cts.Token)).JsonAsync();
+            Assert.Equal(second, info.GetProperty("pid").GetInt32());
+            Assert.True(info.GetProperty("running").GetBoolean());
+        });
+    }
+
+    [Fact]
     public async Task Events_TwoConcurrentReaders_BothGetEverything()
     {
         await WithSandboxAsync(async id =>
@@ -355,15 +404,17 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
         });
     }
 
-    [Fact]
-    public async Task Events_BackgroundChildHoldsOutput_EndIsNotHeldBack()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Events_BackgroundChildHoldsOutput_EndIsNotHeldBack(bool pty)
     {
         await WithSandboxAsync(async id =>
         {
             var started = DateTime.UtcNow;
-            var pid = await StartAsync(id, new { cmd = "sleep 100 & echo done" });
+            var pid = await StartAsync(id, new { cmd = "sleep 100 & echo done", pty = pty ? new { cols = 80, rows = 24 } : null });
             var events = await ReadToEndAsync(id, pid.ToString(), s_short);
-            Assert.Equal("done\n", Stdout(events));
+            Assert.Equal(pty ? "done\r\n" : "done\n", Text(events, pty ? "pty" : "stdout"));
             Assert.Equal(0, events[^1].Data.GetProperty("exitCode").GetInt32());
             Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(15));
         });
@@ -488,6 +539,23 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
         Assert.Equal("start", events[0].Name);
         Assert.Equal("end", events[^1].Name);
         return events;
+    }
+
+    /// <summary>Attaches and reads until the stdout so far contains the text, then detaches.</summary>
+    private async Task ReadUntilAsync(string id, string selector, string text)
+    {
+        using var cts = Timeout(s_short);
+        using var response = await OpenEventsAsync(id, selector, cts.Token);
+        var seen = new StringBuilder();
+        await foreach (var e in Sse.ReadAsync(response, cts.Token))
+        {
+            if (e.Name == "stdout" && seen.Append(e.Data.GetProperty("data").GetString()).ToString().Contains(text, StringComparison.Ordinal))
+            {
+                return;
+            }
+        }
+
+        Assert.Fail($"'{text}' never came; saw '{seen}'");
     }
 
     private async Task WaitUntilFinishedAsync(string id, string selector)
