@@ -19,7 +19,7 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task WriteRead_BinaryContent_RoundTripsExactly()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             // Every byte value, including NUL and invalid UTF-8.
             var content = new byte[256 * 1024];
@@ -28,7 +28,7 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
                 content[i] = (byte)(i * 7 + (i >> 8));
             }
 
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var put = await _client.PutAsync(Url(id, "/tmp/bin.dat"), new ByteArrayContent(content), cts.Token);
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
             var entry = await put.JsonAsync();
@@ -50,10 +50,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task WriteRead_100MegabyteFile_StreamsBothWays()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             const long size = 100L * 1024 * 1024;
-            using var cts = Timeout(TimeSpan.FromSeconds(90));
+            using var cts = Api.NewTimeout(TimeSpan.FromSeconds(90));
             var upload = new GeneratedContent(size);
             var put = await _client.PutAsync(Url(id, "big/file.bin"), upload, cts.Token);
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
@@ -85,9 +85,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task WriteRead_EmptyFile_HasContentLength0()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var put = await _client.PutAsync(Url(id, "empty"), new ByteArrayContent([]), cts.Token);
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
             Assert.Equal(0, (await put.JsonAsync()).GetProperty("size").GetInt64());
@@ -102,9 +102,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Write_MissingParents_CreatesThemOwnedByTheUser()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var put = await _client.PutAsync(Url(id, "/home/user/a/b/c/f.txt"), new StringContent("x"), cts.Token);
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
             var owners = await _client.ExecAsync(id, "stat -c '%U:%G %a' a a/b a/b/c a/b/c/f.txt");
@@ -118,9 +118,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [InlineData("root", "root")]
     public async Task Write_AsUser_OwnedByThatUser(string? user, string owner)
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var url = Url(id, "/tmp/owned/f") + (user is null ? "" : $"&user={user}");
             var put = await _client.PutAsync(url, new StringContent("x"), cts.Token);
             var entry = await put.JsonAsync();
@@ -134,10 +134,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Read_RelativePathAsRoot_ResolvesUnderRootsHome()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "echo secret > /root/r.txt", user: "root");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             Assert.Equal("secret\n", await _client.GetStringAsync(Url(id, "r.txt") + "&user=root", cts.Token));
         });
     }
@@ -145,9 +145,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Read_Missing_Answers404Problem()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.GetAsync(Url(id, "/nope/missing.txt"), cts.Token);
             Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
             Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
@@ -158,9 +158,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Read_Directory_Answers400()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             foreach (var path in new[] { "/home/user", "/" })
             {
                 var response = await _client.GetAsync(Url(id, path), cts.Token);
@@ -173,9 +173,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Read_NoPath_Answers400()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.GetAsync($"/v1/sandboxes/{id}/files", cts.Token);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("invalid_argument", (await response.JsonAsync()).GetProperty("code").GetString());
@@ -185,10 +185,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Stat_FileDirAndSymlink_ReportsEveryField()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "printf hello > f && chmod 640 f && ln -s f link && mkdir d");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
 
             var file = await GetJsonAsync($"/v1/sandboxes/{id}/files/stat?path=f", cts.Token);
             Assert.Equal("f", file.GetProperty("name").GetString());
@@ -219,10 +219,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task List_Depth1VersusDepth2_ReturnsOneOrTwoLevels()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "mkdir -p d/sub/deeper && touch d/a d/sub/b d/sub/deeper/c");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
 
             var one = await GetJsonAsync($"/v1/sandboxes/{id}/files/list?path=d", cts.Token);
             Assert.Equal(["/home/user/d/a", "/home/user/d/sub"], Paths(one));
@@ -242,9 +242,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task MakeDirectory_WithParents_201ThenAgain200()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var first = await _client.PostAsJsonAsync($"/v1/sandboxes/{id}/files/mkdir", new { path = "x/y/z" }, cts.Token);
             Assert.Equal(HttpStatusCode.Created, first.StatusCode);
             var entry = await first.JsonAsync();
@@ -262,10 +262,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task MakeDirectory_OverExistingFile_Answers409()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "touch file");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.PostAsJsonAsync($"/v1/sandboxes/{id}/files/mkdir", new { path = "file" }, cts.Token);
             Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
             Assert.Equal("already_exists", (await response.JsonAsync()).GetProperty("code").GetString());
@@ -278,9 +278,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Move_File_RenamesIt()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             await _client.PutAsync(Url(id, "from.txt"), new StringContent("moved"), cts.Token);
             await _client.PostAsJsonAsync($"/v1/sandboxes/{id}/files/mkdir", new { path = "dest" }, cts.Token);
             var response = await _client.PostAsJsonAsync($"/v1/sandboxes/{id}/files/move", new { source = "from.txt", destination = "dest/to.txt" }, cts.Token);
@@ -297,10 +297,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Remove_FileTreeAndMissing_All204()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "mkdir -p tree/a/b && touch tree/a/b/c tree/x f");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             Assert.Equal(HttpStatusCode.NoContent, (await _client.DeleteAsync(Url(id, "f"), cts.Token)).StatusCode);
             Assert.Equal(HttpStatusCode.NoContent, (await _client.DeleteAsync(Url(id, "tree"), cts.Token)).StatusCode);
             Assert.Equal(HttpStatusCode.NoContent, (await _client.DeleteAsync(Url(id, "never/was"), cts.Token)).StatusCode);
@@ -311,9 +311,9 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Paths_Relative_ResolveUnderHomeUser()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var put = await _client.PutAsync(Url(id, "rel/./../rel.txt"), new StringContent("here"), cts.Token);
             Assert.Equal("/home/user/rel.txt", (await put.JsonAsync()).GetProperty("path").GetString());
             Assert.Equal("here", (await _client.ExecAsync(id, "cat /home/user/rel.txt")).Stdout);
@@ -324,10 +324,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Watch_Recursive_ReportsChangesIncludingInNewSubdirectory()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "mkdir w");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             using var response = await _client.GetAsync($"/v1/sandboxes/{id}/files/watch?path=w&recursive=true", HttpCompletionOption.ResponseHeadersRead, cts.Token);
             var watch = await Watcher.StartAsync(response, cts.Token);
 
@@ -347,10 +347,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Watch_Recursive_FileCreatedRightAfterItsDirectory_IsReported()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "mkdir w");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             using var response = await _client.GetAsync($"/v1/sandboxes/{id}/files/watch?path=w&recursive=true", HttpCompletionOption.ResponseHeadersRead, cts.Token);
             var watch = await Watcher.StartAsync(response, cts.Token);
 
@@ -363,10 +363,10 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Watch_NotRecursive_IgnoresSubdirectories()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "mkdir -p w/old");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             using var response = await _client.GetAsync($"/v1/sandboxes/{id}/files/watch?path=w", HttpCompletionOption.ResponseHeadersRead, cts.Token);
             var watch = await Watcher.StartAsync(response, cts.Token);
             await _client.ExecAsync(id, "touch w/old/inner && touch w/top");
@@ -378,36 +378,18 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
     [Fact]
     public async Task Watch_MissingDirectory_Answers404()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.GetAsync($"/v1/sandboxes/{id}/files/watch?path=nope", cts.Token);
             Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
             Assert.Equal("not_found", (await response.JsonAsync()).GetProperty("code").GetString());
         });
     }
 
-    private async Task WithSandboxAsync(Func<string, Task> test)
-    {
-        var id = await _client.CreateSandboxAsync();
-        try
-        {
-            await test(id);
-        }
-        finally
-        {
-            await _client.DeleteSandboxAsync(id);
-        }
-    }
 
     private static string Url(string id, string path) => $"/v1/sandboxes/{id}/files?path={Uri.EscapeDataString(path)}";
 
-    private static CancellationTokenSource Timeout(TimeSpan? timeout = null)
-    {
-        var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        cts.CancelAfter(timeout ?? Api.Timeout);
-        return cts;
-    }
 
     private async Task<JsonElement> GetJsonAsync(string url, CancellationToken cancellationToken)
     {
@@ -512,7 +494,7 @@ public sealed class FileApiTests(ServerFixture fixture) : IClassFixture<ServerFi
 
         public async Task WaitForAsync(params (string Name, string Type)[] expected)
         {
-            using var cts = Timeout(TimeSpan.FromSeconds(10));
+            using var cts = Api.NewTimeout(TimeSpan.FromSeconds(10));
             while (true)
             {
                 Task changed;

@@ -40,6 +40,28 @@ public static class Api
         return new ExecResult(json.GetProperty("exitCode").GetInt32(), json.GetProperty("stdout").GetString()!, json.GetProperty("stderr").GetString()!);
     }
 
+    /// <summary>Runs <paramref name="test"/> with a fresh sandbox that is deleted afterwards, pass or fail.</summary>
+    public static async Task WithSandboxAsync(this HttpClient client, Func<string, Task> test)
+    {
+        var id = await client.CreateSandboxAsync();
+        try
+        {
+            await test(id);
+        }
+        finally
+        {
+            await client.DeleteSandboxAsync(id);
+        }
+    }
+
+    /// <summary>Cancelled when the test is or after <paramref name="timeout"/> (default <see cref="Timeout"/>).</summary>
+    public static CancellationTokenSource NewTimeout(TimeSpan? timeout = null)
+    {
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        cts.CancelAfter(timeout ?? Timeout);
+        return cts;
+    }
+
     public static async Task DeleteSandboxAsync(this HttpClient client, string id)
     {
         using var cts = new CancellationTokenSource(Timeout);

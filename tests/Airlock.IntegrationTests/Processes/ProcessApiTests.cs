@@ -20,9 +20,9 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Start_EveryField_Returns201WithProcess()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.PostAsJsonAsync(
                 Url(id),
                 new { cmd = "sleep 100", cwd = "/tmp", env = new Dictionary<string, string> { ["X"] = "1" }, user = "user", tag = "full", stdin = true, timeoutSeconds = 300 },
@@ -43,7 +43,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Start_WithArgs_ExecsProgramDirectly()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "/bin/echo", args = new[] { "a b", "$HOME" } });
             var events = await ReadToEndAsync(id, pid.ToString());
@@ -54,13 +54,13 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task List_ShowsRunningProcessesOnly()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var sleeper = await StartAsync(id, new { cmd = "sleep 100", tag = "sleeper" });
             var quick = await StartAsync(id, new { cmd = "true" });
             await ReadToEndAsync(id, quick.ToString());
 
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var list = await (await _client.GetAsync(Url(id), cts.Token)).JsonAsync();
             var pids = list.EnumerateArray().Select(p => p.GetProperty("pid").GetInt32()).ToList();
             Assert.Contains(sleeper, pids);
@@ -72,10 +72,10 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Get_ByPidAndByTag_ReturnsTheSameProcess()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "sleep 100", tag = "web" });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var byPid = await (await _client.GetAsync(Url(id, pid.ToString()), cts.Token)).JsonAsync();
             var byTag = await (await _client.GetAsync(Url(id, "web"), cts.Token)).JsonAsync();
             Assert.Equal(pid, byPid.GetProperty("pid").GetInt32());
@@ -91,7 +91,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Events_FinishedProcess_ReplaysOutputThenReportsExit()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "echo out; echo err >&2; exit 3" });
             await WaitUntilFinishedAsync(id, pid.ToString());
@@ -107,7 +107,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
             Assert.Equal(3, events[^1].Data.GetProperty("exitCode").GetInt32());
             Assert.Equal("exit status 3", events[^1].Data.GetProperty("status").GetString());
 
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var info = await (await _client.GetAsync(Url(id, pid.ToString()), cts.Token)).JsonAsync();
             Assert.False(info.GetProperty("running").GetBoolean());
             Assert.Equal(3, info.GetProperty("exitCode").GetInt32());
@@ -117,10 +117,10 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Events_RunningProcess_StreamsLiveOutput()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "echo one; read x; echo got $x", stdin = true });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             using var response = await OpenEventsAsync(id, pid.ToString(), cts.Token);
             var seen = new StringBuilder();
             var names = new List<string>();
@@ -156,11 +156,11 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Events_ReplayFalse_StartsFromNow()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "echo old; read x; echo new", stdin = true });
             await ReadUntilAsync(id, pid.ToString(), "old\n");
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             using var response = await _client.GetAsync(Url(id, pid.ToString()) + "/events?replay=false", HttpCompletionOption.ResponseHeadersRead, cts.Token);
             var events = new List<SseEvent>();
             await foreach (var e in Sse.ReadAsync(response, cts.Token))
@@ -180,7 +180,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Events_MultiByteCharacterSplitAcrossWrites_ArrivesWhole()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "printf '\\xe2\\x82'; sleep 0.2; printf '\\xac\\n'" });
             Assert.Equal("\u20ac\n", Stdout(await ReadToEndAsync(id, pid.ToString())));
@@ -190,12 +190,12 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Get_TagReused_SelectsTheNewestProcess()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var first = await StartAsync(id, new { cmd = "true", tag = "job" });
             await WaitUntilFinishedAsync(id, first.ToString());
             var second = await StartAsync(id, new { cmd = "sleep 100", tag = "job" });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var info = await (await _client.GetAsync(Url(id, "job"), cts.Token)).JsonAsync();
             Assert.Equal(second, info.GetProperty("pid").GetInt32());
             Assert.True(info.GetProperty("running").GetBoolean());
@@ -205,7 +205,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Events_TwoConcurrentReaders_BothGetEverything()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "for i in 1 2 3 4 5; do echo $i; sleep 0.1; done" });
             var a = ReadToEndAsync(id, pid.ToString());
@@ -222,12 +222,12 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Stdin_WriteThenClose_CatEchoesAndExits0()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "cat", stdin = true, tag = "cat" });
             await SendStdinAsync(id, "cat", "hello\n");
             await SendStdinAsync(id, pid.ToString(), new byte[] { 0, 1, 0xff, (byte)'\n' });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             Assert.Equal(HttpStatusCode.NoContent, (await _client.DeleteAsync(Url(id, "cat") + "/stdin", cts.Token)).StatusCode);
 
             var events = await ReadToEndAsync(id, pid.ToString());
@@ -239,10 +239,10 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Stdin_ProcessStartedWithout_Answers400()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "sleep 100" });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.PostAsync(Url(id, pid.ToString()) + "/stdin", new ByteArrayContent("x"u8.ToArray()), cts.Token);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("stdin_closed", (await response.JsonAsync()).GetProperty("code").GetString());
@@ -256,10 +256,10 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [InlineData("", 9, "signal: killed")]
     public async Task Signal_RunningProcess_EndsWithThatSignal(string body, int signal, string status)
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "sleep 100" });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.PostAsync(Url(id, pid.ToString()) + "/signal", new StringContent(body, Encoding.UTF8, "application/json"), cts.Token);
             Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
 
@@ -277,11 +277,11 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Signal_FinishedOrUnknownProcess_Answers404Problem()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "true" });
             await WaitUntilFinishedAsync(id, pid.ToString());
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             foreach (var selector in new[] { pid.ToString(), "999999", "no-such-tag" })
             {
                 var response = await _client.PostAsJsonAsync(Url(id, selector) + "/signal", new { signal = "SIGTERM" }, cts.Token);
@@ -295,10 +295,10 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Signal_Unsupported_Answers400()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "sleep 100" });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.PostAsJsonAsync(Url(id, pid.ToString()) + "/signal", new { signal = 31 }, cts.Token);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("invalid_argument", (await response.JsonAsync()).GetProperty("code").GetString());
@@ -308,7 +308,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Start_TimeoutSeconds_KillsTheProcess()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var started = DateTime.UtcNow;
             var pid = await StartAsync(id, new { cmd = "sleep 60", timeoutSeconds = 1 });
@@ -327,9 +327,9 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [InlineData("{\"cmd\":\"true\",\"pty\":{\"cols\":0,\"rows\":24}}")]
     public async Task Start_BadInput_Answers400InvalidArgument(string body)
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.PostAsync(Url(id), new StringContent(body, Encoding.UTF8, "application/json"), cts.Token);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("invalid_argument", (await response.JsonAsync()).GetProperty("code").GetString());
@@ -339,7 +339,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Start_Cwd_RelativeResolvesUnderHome()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             await _client.ExecAsync(id, "mkdir -p ~/proj");
             var pid = await StartAsync(id, new { cmd = "pwd", cwd = "proj" });
@@ -368,7 +368,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [InlineData("root", "root 0 /root")]
     public async Task Start_User_RunsAsThatUserInItsHome(string? user, string expected)
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "echo $(whoami) $(id -u) $HOME", user });
             Assert.Equal(expected + "\n", Stdout(await ReadToEndAsync(id, pid.ToString())));
@@ -378,10 +378,10 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Events_ClientDisconnectsMidStream_ProcessSurvivesAndReattachSeesLaterOutput()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "echo before; read x; echo after $x", stdin = true });
-            using (var cts = Timeout())
+            using (var cts = Api.NewTimeout())
             {
                 using var response = await OpenEventsAsync(id, pid.ToString(), cts.Token);
                 await foreach (var e in Sse.ReadAsync(response, cts.Token))
@@ -393,7 +393,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
                 }
             }
 
-            using var check = Timeout();
+            using var check = Api.NewTimeout();
             var info = await (await _client.GetAsync(Url(id, pid.ToString()), check.Token)).JsonAsync();
             Assert.True(info.GetProperty("running").GetBoolean());
             await SendStdinAsync(id, pid.ToString(), "x\n");
@@ -409,7 +409,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [InlineData(true)]
     public async Task Events_BackgroundChildHoldsOutput_EndIsNotHeldBack(bool pty)
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var started = DateTime.UtcNow;
             var pid = await StartAsync(id, new { cmd = "sleep 100 & echo done", pty = pty ? new { cols = 80, rows = 24 } : null });
@@ -423,10 +423,10 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Pty_WebSocket_RunsCommandsResizesAndIsATty()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "/bin/bash", args = Array.Empty<string>(), pty = new { cols = 80, rows = 24 }, tag = "term" });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             using var socket = await ConnectPtyAsync(id, "term", cts.Token);
             var output = new Terminal(socket, cts.Token);
 
@@ -457,7 +457,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Pty_ReattachOverSse_ReplaysTerminalOutput()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "echo hi; tty; stty size", pty = new { cols = 77, rows = 33 } });
             var events = await ReadToEndAsync(id, pid.ToString());
@@ -471,42 +471,24 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     [Fact]
     public async Task Pty_OnProcessWithoutPty_Answers400()
     {
-        await WithSandboxAsync(async id =>
+        await _client.WithSandboxAsync(async id =>
         {
             var pid = await StartAsync(id, new { cmd = "sleep 100" });
-            using var cts = Timeout();
+            using var cts = Api.NewTimeout();
             var response = await _client.PostAsJsonAsync(Url(id, pid.ToString()) + "/resize", new { cols = 10, rows = 10 }, cts.Token);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("invalid_argument", (await response.JsonAsync()).GetProperty("code").GetString());
         });
     }
 
-    private async Task WithSandboxAsync(Func<string, Task> test)
-    {
-        var id = await _client.CreateSandboxAsync();
-        try
-        {
-            await test(id);
-        }
-        finally
-        {
-            await _client.DeleteSandboxAsync(id);
-        }
-    }
 
     private static string Url(string id, string? selector = null) =>
         selector is null ? $"/v1/sandboxes/{id}/processes" : $"/v1/sandboxes/{id}/processes/{selector}";
 
-    private static CancellationTokenSource Timeout(TimeSpan? timeout = null)
-    {
-        var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        cts.CancelAfter(timeout ?? Api.Timeout);
-        return cts;
-    }
 
     private async Task<int> StartAsync(string id, object body)
     {
-        using var cts = Timeout();
+        using var cts = Api.NewTimeout();
         var response = await _client.PostAsJsonAsync(Url(id), body, cts.Token);
         var text = await response.Content.ReadAsStringAsync(cts.Token);
         Assert.True(response.StatusCode == HttpStatusCode.Created, $"start: {(int)response.StatusCode} {text}");
@@ -517,7 +499,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
 
     private async Task SendStdinAsync(string id, string selector, byte[] bytes)
     {
-        using var cts = Timeout();
+        using var cts = Api.NewTimeout();
         var response = await _client.PostAsync(Url(id, selector) + "/stdin", new ByteArrayContent(bytes), cts.Token);
         Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
     }
@@ -533,7 +515,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     /// <summary>Attaches (with replay) and reads until the end event, which must come within the timeout.</summary>
     private async Task<List<SseEvent>> ReadToEndAsync(string id, string selector, TimeSpan? timeout = null)
     {
-        using var cts = Timeout(timeout);
+        using var cts = Api.NewTimeout(timeout);
         using var response = await OpenEventsAsync(id, selector, cts.Token);
         var events = await Sse.ReadAllAsync(response, cts.Token);
         Assert.Equal("start", events[0].Name);
@@ -544,7 +526,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     /// <summary>Attaches and reads until the stdout so far contains the text, then detaches.</summary>
     private async Task ReadUntilAsync(string id, string selector, string text)
     {
-        using var cts = Timeout(s_short);
+        using var cts = Api.NewTimeout(s_short);
         using var response = await OpenEventsAsync(id, selector, cts.Token);
         var seen = new StringBuilder();
         await foreach (var e in Sse.ReadAsync(response, cts.Token))
@@ -560,7 +542,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
 
     private async Task WaitUntilFinishedAsync(string id, string selector)
     {
-        using var cts = Timeout(s_short);
+        using var cts = Api.NewTimeout(s_short);
         while ((await (await _client.GetAsync(Url(id, selector), cts.Token)).JsonAsync()).GetProperty("running").GetBoolean())
         {
             await Task.Delay(50, cts.Token);
@@ -621,7 +603,7 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
         /// <summary>Waits until the output since the previous match satisfies the predicate.</summary>
         public async Task WaitForAsync(Func<string, bool> predicate, string what)
         {
-            using var cts = Timeout(s_short);
+            using var cts = Api.NewTimeout(s_short);
             while (true)
             {
                 Task changed;
