@@ -56,6 +56,8 @@ builder.Services.AddSingleton<SandboxService>();
 builder.Services.AddSingleton<ProcessService>();
 builder.Services.AddSingleton<FileService>();
 builder.Services.AddHostedService<StartupService>();
+builder.Services.AddOptions<Airlock.Server.E2b.E2bOptions>().BindConfiguration(Airlock.Server.E2b.E2bOptions.Section);
+builder.Services.AddSingleton<Airlock.Server.E2b.SandboxRouting>();
 builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
 builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null); // files of any size stream through
 
@@ -64,8 +66,12 @@ var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Air
 var auth = ApiKeyAuthentication.Load(Environment.GetEnvironmentVariable("AIRLOCK_BOOTSTRAP_API_KEY"), dataDir, logger);
 
 app.Use((context, next) => Problems.HandleAsync(context, () => next(context), logger));
+var routing = app.Services.GetRequiredService<Airlock.Server.E2b.SandboxRouting>();
+app.Use((context, next) => routing.HandleAsync(context, () => next(context)));
 app.Use((context, next) => auth.HandleAsync(context, () => next(context)));
 app.UseWebSockets();
+// Explicit, so endpoints are matched after the edge has rewritten sandbox requests.
+app.UseRouting();
 
 app.MapGet("/health", (TemplateService templates, LinuxSandboxRuntime runtime) =>
     TypedResults.Json(new HealthDto("ok", runtime.Cgroups.Layout, TemplateEndpoints.Describe(templates)), ApiJsonContext.Default.HealthDto));

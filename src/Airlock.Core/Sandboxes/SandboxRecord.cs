@@ -23,6 +23,9 @@ internal sealed class SandboxRecord
 
     public int DiskMb { get; init; }
 
+    /// <summary>The per-sandbox secret of the E2B sandbox surface (<c>X-Access-Token</c>, signed file URLs).</summary>
+    public string AccessToken { get; init; } = "";
+
     /// <summary>Host pid of the sandbox's init, and its start time in clock ticks (guards against pid reuse).</summary>
     public int InitPid { get; set; }
 

@@ -51,6 +51,7 @@ internal sealed partial class SandboxService(
             Cpus = cpus,
             MemoryMb = memory,
             DiskMb = disk,
+            AccessToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
         };
 
         // The record goes first: if this process dies mid-create, recovery finds it and reaps what was made.

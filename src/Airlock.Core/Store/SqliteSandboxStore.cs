@@ -47,6 +47,7 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
             updated_at BIGINT NOT NULL
         );
         """,
+        "ALTER TABLE sandboxes ADD COLUMN access_token TEXT NOT NULL DEFAULT ''",
     ];
 
     private DbConnection Open()
@@ -82,8 +83,8 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
         await using var connection = Open();
         await connection.ExecuteAsync(
             """
-            INSERT INTO sandboxes (id, template, state, created_at, expires_at, metadata, env, cpus, memory_mb, disk_mb, init_pid, init_start_time)
-            VALUES (@Id, @Template, @State, @CreatedAt, @ExpiresAt, @Metadata, @Env, @Cpus, @MemoryMb, @DiskMb, @InitPid, @InitStartTime)
+            INSERT INTO sandboxes (id, template, state, created_at, expires_at, metadata, env, cpus, memory_mb, disk_mb, init_pid, init_start_time, access_token)
+            VALUES (@Id, @Template, @State, @CreatedAt, @ExpiresAt, @Metadata, @Env, @Cpus, @MemoryMb, @DiskMb, @InitPid, @InitStartTime, @AccessToken)
             """,
             Row.From(record)).ConfigureAwait(false);
     }
@@ -140,7 +141,7 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
 
     private sealed class Row
     {
-        public const string Select = "SELECT id AS Id, template AS Template, state AS State, created_at AS CreatedAt, expires_at AS ExpiresAt, metadata AS Metadata, env AS Env, cpus AS Cpus, memory_mb AS MemoryMb, disk_mb AS DiskMb, init_pid AS InitPid, init_start_time AS InitStartTime FROM sandboxes";
+        public const string Select = "SELECT id AS Id, template AS Template, state AS State, created_at AS CreatedAt, expires_at AS ExpiresAt, metadata AS Metadata, env AS Env, cpus AS Cpus, memory_mb AS MemoryMb, disk_mb AS DiskMb, init_pid AS InitPid, init_start_time AS InitStartTime, access_token AS AccessToken FROM sandboxes";
 
         public string Id { get; set; } = "";
 
@@ -166,6 +167,8 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
 
         public long InitStartTime { get; set; }
 
+        public string AccessToken { get; set; } = "";
+
         public static Row From(SandboxRecord r) => new()
         {
             Id = r.Id,
@@ -180,6 +183,7 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
             DiskMb = r.DiskMb,
             InitPid = r.InitPid,
             InitStartTime = r.InitStartTime,
+            AccessToken = r.AccessToken,
         };
 
         public SandboxRecord ToRecord() => new()
@@ -196,6 +200,7 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
             DiskMb = DiskMb,
             InitPid = InitPid,
             InitStartTime = InitStartTime,
+            AccessToken = AccessToken,
         };
     }
 }

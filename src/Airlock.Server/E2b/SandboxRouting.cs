@@ -1,0 +1,67 @@
+using System.Text.RegularExpressions;
+using Airlock.Server.Http;
+using Microsoft.Extensions.Options;
+
+namespace Airlock.Server.E2b;
+
+/// <summary>
+/// The edge (spec §2.3). A request for a sandbox — header <c>E2b-Sandbox-Id</c> (+ <c>E2b-Sandbox-Port</c>),
+/// or Host <c>&lt;port&gt;-&lt;id&gt;.&lt;domain&gt;</c> — is rewritten to the internal path
+/// <c>/_sandbox/&lt;port&gt;/&lt;original path&gt;</c> so that plain endpoint routing serves it: port
+/// 49983 is envd (files, process and filesystem RPCs), 49999 the code interpreter. Everything
+/// else is the control plane. The internal prefix is refused from outside.
+/// </summary>
+internal sealed partial class SandboxRouting(IOptions<E2bOptions> options)
+{
+    public const string Prefix = "/_sandbox";
+    public const int EnvdPort = 49983;
+    public const int CodeInterpreterPort = 49999;
+    private const string SandboxKey = "airlock.sandbox";
+
+    public async Task HandleAsync(HttpContext context, Func<Task> next)
+    {
+        var request = context.Request;
+        if (request.Path.StartsWithSegments(Prefix))
+        {
+            await Problems.WriteAsync(context, 404, "route_not_found", "no such route").ConfigureAwait(false);
+            return;
+        }
+
+        string? id = request.Headers["E2b-Sandbox-Id"];
+        int port;
+        if (!string.IsNullOrEmpty(id))
+        {
+            port = int.TryParse(request.Headers["E2b-Sandbox-Port"], out var p) ? p : EnvdPort;
+        }
+        else if (HostRegex().Match(request.Host.Host) is { Success: true } m && (options.Value.Domain is null || request.Host.Host.EndsWith("." + options.Value.Domain.Split(':')[0], StringComparison.OrdinalIgnoreCase)))
+        {
+            port = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            id = m.Groups[2].Value;
+        }
+        else
+        {
+            await next().ConfigureAwait(false);
+            return;
+        }
+
+        if (!IdRegex().IsMatch(id))
+        {
+            // An id that can't exist: the sandbox is gone as far as the SDK is concerned.
+            await Problems.WriteAsync(context, 502, "sandbox_not_found", $"sandbox '{id}' not found").ConfigureAwait(false);
+            return;
+        }
+
+        context.Items[SandboxKey] = id;
+        request.Path = $"{Prefix}/{port}{request.Path}";
+        await next().ConfigureAwait(false);
+    }
+
+    /// <summary>The sandbox id the edge routed this request to.</summary>
+    public static string SandboxId(HttpContext context) => (string)context.Items[SandboxKey]!;
+
+    [GeneratedRegex(@"^(\d{1,5})-([a-z0-9]+)\.")]
+    private static partial Regex HostRegex();
+
+    [GeneratedRegex("^[a-z0-9]{1,64}$")]
+    private static partial Regex IdRegex();
+}
