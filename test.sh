@@ -42,6 +42,15 @@ for project in tests/Airlock.Core.Tests tests/Airlock.IntegrationTests; do
   cat "$out"
   summary "$out"
 done
+
+echo "==> E2B conformance (the official npm SDKs, unmodified)"
+(cd tests/e2b && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null; })
+if (cd tests/e2b && timeout 1200 npm test) >"$out" 2>&1; then :; fi
+cat "$out"
+# node's test runner closes with "# pass N" and "# fail N".
+np=$(grep -E '^# pass [0-9]+' "$out" | tail -1 | awk '{print $3}')
+nf=$(grep -E '^# fail [0-9]+' "$out" | tail -1 | awk '{print $3}')
+if [ -n "$np" ] && [ -n "$nf" ]; then passed=$((passed + np)); failed=$((failed + nf)); else failed=$((failed + 1)); fi
 rm -f "$out"
 
 echo
