@@ -8,6 +8,8 @@ CONFIGURATION=Debug source scripts/setup.sh
 export AIRLOCK_TEMPLATES="$PWD/data/templates"
 echo "==> base template (built once, cached by the hash of its spec)"
 timeout 900 dotnet "$SERVER_DLL" build-template base
+echo "==> code-interpreter-v1 template (base plus numpy, pandas, matplotlib, nodejs; ~2 min the first time)"
+timeout 900 dotnet "$SERVER_DLL" build-template code-interpreter-v1
 
 passed=0; failed=0
 summary() {

@@ -8,6 +8,7 @@ using Airlock.Runtime.Linux;
 using Airlock.Runtime.Linux.Templates;
 using Airlock.Server;
 using Airlock.Server.Auth;
+using Airlock.Server.E2b.ControlPlane;
 using Airlock.Server.Files;
 using Airlock.Server.Http;
 using Airlock.Server.Processes;
@@ -58,6 +59,9 @@ builder.Services.AddSingleton<FileService>();
 builder.Services.AddHostedService<StartupService>();
 builder.Services.AddOptions<Airlock.Server.E2b.E2bOptions>().BindConfiguration(Airlock.Server.E2b.E2bOptions.Section);
 builder.Services.AddSingleton<Airlock.Server.E2b.SandboxRouting>();
+builder.Services.AddSingleton<Airlock.Server.E2b.CodeInterpreter.CodeContexts>();
+builder.Services.AddSingleton<Airlock.Server.E2b.Envd.FilesystemRpcWatchers>();
+builder.Services.AddSingleton<Airlock.Server.E2b.Envd.EnvdFileSignatures>();
 builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
 builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null); // files of any size stream through
 
@@ -79,6 +83,11 @@ app.MapSandboxes();
 app.MapProcesses();
 app.MapFiles();
 app.MapTemplates();
+Airlock.Server.E2b.Envd.ProcessRpc.MapEnvdProcessRpc(app);
+Airlock.Server.E2b.Envd.FilesystemRpc.MapEnvdFilesystemRpc(app);
+Airlock.Server.E2b.Envd.EnvdHttpEndpoints.MapEnvdHttp(app);
+app.MapE2bControlPlane(auth);
+Airlock.Server.E2b.CodeInterpreter.CodeInterpreterEndpoints.MapCodeInterpreter(app);
 app.MapFallback((HttpContext context) => Problems.Result(404, "route_not_found", $"no route for {context.Request.Method} {context.Request.Path}"));
 
 await app.RunAsync();

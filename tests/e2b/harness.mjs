@@ -18,8 +18,11 @@ function serverDll() {
   return candidates[0];
 }
 
-/** Starts a server; resolves once it listens and the base template is ready. */
-export async function startServer({ env = {} } = {}) {
+/**
+ * Starts a server; resolves once it listens and the templates are ready (`base` unless told
+ * otherwise, e.g. `templates: ['base', 'code-interpreter-v1']` for the code interpreter).
+ */
+export async function startServer({ env = {}, templates = ['base'] } = {}) {
   const data = mkdtempSync(path.join(tmpdir(), 'al-e2b-'));
   const child = spawn('dotnet', [serverDll()], {
     env: {
@@ -49,10 +52,11 @@ export async function startServer({ env = {} } = {}) {
   const deadline = Date.now() + 600_000;
   for (;;) {
     const health = await (await fetch(url + '/health')).json();
-    const base = health.templates?.find((t) => t.name === 'base');
-    if (base?.status === 'ready') break;
-    if (base?.status === 'failed') throw new Error('base template failed: ' + base.error);
-    if (Date.now() > deadline) throw new Error('base template not ready');
+    const states = templates.map((name) => [name, health.templates?.find((t) => t.name === name)]);
+    const failed = states.find(([, t]) => t?.status === 'failed');
+    if (failed) throw new Error(`${failed[0]} template failed: ` + failed[1].error);
+    if (states.every(([, t]) => t?.status === 'ready')) break;
+    if (Date.now() > deadline) throw new Error(`templates not ready: ${templates.join(', ')}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 

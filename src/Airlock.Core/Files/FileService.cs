@@ -5,6 +5,9 @@ namespace Airlock.Core.Files;
 /// <summary>File operations on a sandbox as a given user: relative paths resolve against the user's home.</summary>
 internal sealed class FileService(SandboxService sandboxes)
 {
+    private const int ENOSPC = 28;
+    private const int EDQUOT = 122;
+
     public (ISandboxFileSystem Fs, string Path, SandboxUser User) Resolve(string sandboxId, string path, string? user)
     {
         var live = sandboxes.Get(sandboxId);
@@ -22,9 +25,16 @@ internal sealed class FileService(SandboxService sandboxes)
     public async Task<FileEntry> WriteAsync(string sandboxId, string path, string? user, Stream content, CancellationToken cancellationToken = default)
     {
         var (fs, resolved, who) = Resolve(sandboxId, path, user);
-        await using (var target = fs.OpenWrite(resolved, who))
+        try
         {
+            await using var target = fs.OpenWrite(resolved, who);
             await content.CopyToAsync(target, 1 << 20, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException ex) when (ex.HResult is ENOSPC or EDQUOT)
+        {
+            // A full disk shows up mid-copy as the file stream's IOException (HResult = errno), not at
+            // open time; every API answers it as 507.
+            throw new AirlockException("not_enough_space", 507, "the sandbox's disk is full");
         }
 
         return fs.Stat(resolved);

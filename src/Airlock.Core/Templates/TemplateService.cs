@@ -10,6 +10,7 @@ internal sealed partial class TemplateService(ITemplateBuilder builder, ISandbox
     private readonly ConcurrentDictionary<string, TemplateSpec> _specs = new(StringComparer.Ordinal)
     {
         [TemplateSpec.Base.Name] = TemplateSpec.Base,
+        [TemplateSpec.CodeInterpreter.Name] = TemplateSpec.CodeInterpreter,
     };
 
     private readonly ConcurrentDictionary<string, Lazy<Task<TemplateInfo>>> _builds = new(StringComparer.Ordinal);

@@ -56,6 +56,19 @@ internal sealed record TemplateSpec
         Env = new Dictionary<string, string> { ["LANG"] = "C.UTF-8" },
         Workdir = "/home/user",
     };
+
+    /// <summary>
+    /// What <c>@e2b/code-interpreter</c> creates by default: the base template plus Python's data
+    /// stack and Node.js, from Debian's archive (the build host may not reach PyPI or npm). The
+    /// interpreter driver itself is not baked in: the server passes it on the command line, so
+    /// changing it does not rebuild the template.
+    /// </summary>
+    public static TemplateSpec CodeInterpreter { get; } = Base with
+    {
+        Name = "code-interpreter-v1",
+        Packages = [.. Base.Packages, "python3-numpy", "python3-pandas", "python3-matplotlib", "nodejs"],
+        Env = new Dictionary<string, string> { ["LANG"] = "C.UTF-8", ["MPLBACKEND"] = "Agg" },
+    };
 }
 
 internal enum TemplateStatus

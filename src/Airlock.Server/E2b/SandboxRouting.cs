@@ -11,7 +11,7 @@ namespace Airlock.Server.E2b;
 /// 49983 is envd (files, process and filesystem RPCs), 49999 the code interpreter. Everything
 /// else is the control plane. The internal prefix is refused from outside.
 /// </summary>
-internal sealed partial class SandboxRouting(IOptions<E2bOptions> options)
+internal sealed partial class SandboxRouting(IOptions<E2bOptions> options, Envd.EnvdFileSignatures signatures)
 {
     public const string Prefix = "/_sandbox";
     public const int EnvdPort = 49983;
@@ -38,6 +38,13 @@ internal sealed partial class SandboxRouting(IOptions<E2bOptions> options)
             port = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
             id = m.Groups[2].Value;
         }
+        else if (request.Path == "/files" && signatures.FindSandbox(request) is { } signed)
+        {
+            // The known gap (spec §2.3): uploadUrl()/downloadUrl() carry no sandbox id, only a
+            // signature, which names the one live sandbox whose token made it.
+            id = signed;
+            port = EnvdPort;
+        }
         else
         {
             await next().ConfigureAwait(false);
@@ -48,6 +55,18 @@ internal sealed partial class SandboxRouting(IOptions<E2bOptions> options)
         {
             // An id that can't exist: the sandbox is gone as far as the SDK is concerned.
             await Problems.WriteAsync(context, 502, "sandbox_not_found", $"sandbox '{id}' not found").ConfigureAwait(false);
+            return;
+        }
+
+        if (port is not (EnvdPort or CodeInterpreterPort))
+        {
+            // Ports a process opens inside the sandbox are not reachable yet (sandboxes have no
+            // network until the networking issue adds port exposure); answer as upstream does for
+            // a port nothing listens on, in its JSON shape.
+            context.Response.StatusCode = 502;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(
+                $"{{\"message\":\"The sandbox is running but port is not open\",\"sandboxId\":\"{id}\",\"port\":{port},\"code\":502}}").ConfigureAwait(false);
             return;
         }
 

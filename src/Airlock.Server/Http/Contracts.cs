@@ -12,7 +12,8 @@ internal sealed record SandboxDto(
     Dictionary<string, string> Metadata,
     int Cpus,
     int MemoryMb,
-    int DiskMb);
+    int DiskMb,
+    string EnvdAccessToken);
 
 internal sealed record CreateSandboxBody(
     string? Template,

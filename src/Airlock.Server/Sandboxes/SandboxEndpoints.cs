@@ -73,5 +73,5 @@ internal static class SandboxEndpoints
     }
 
     public static SandboxDto ToDto(SandboxRecord r) => new(
-        r.Id, r.Template, r.State.ToString().ToLowerInvariant(), r.CreatedAt, r.ExpiresAt, r.Metadata, r.Cpus, r.MemoryMb, r.DiskMb);
+        r.Id, r.Template, r.State.ToString().ToLowerInvariant(), r.CreatedAt, r.ExpiresAt, r.Metadata, r.Cpus, r.MemoryMb, r.DiskMb, r.AccessToken);
 }

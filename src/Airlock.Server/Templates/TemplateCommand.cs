@@ -10,7 +10,12 @@ internal static class TemplateCommand
 {
     public static async Task<int> RunAsync(string name)
     {
-        var spec = name == TemplateSpec.Base.Name ? TemplateSpec.Base : null;
+        TemplateSpec? spec = name switch
+        {
+            _ when name == TemplateSpec.Base.Name => TemplateSpec.Base,
+            _ when name == TemplateSpec.CodeInterpreter.Name => TemplateSpec.CodeInterpreter,
+            _ => null,
+        };
         if (spec is null)
         {
             Console.Error.WriteLine($"unknown template '{name}'");
