@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sandbox } from '@e2b/code-interpreter';
 import { NotFoundError } from 'e2b';
-import { startServer } from './harness.mjs';
+import { startServer, within } from './harness.mjs';
 
 let server;
 let sbx;
@@ -18,13 +18,6 @@ after(async () => {
   await sbx?.kill().catch(() => {});
   await server?.stop();
 });
-
-/** Bounds an await, so a hang fails this test instead of the runner's 120 s. */
-function within(ms, promise) {
-  let timer;
-  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms); });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
 
 /** POST /execute by hand; returns the status and the parsed NDJSON lines. */
 async function rawExecute(body, { token = sbx.envdAccessToken } = {}) {

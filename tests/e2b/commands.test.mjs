@@ -5,7 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sandbox, CommandExitError, NotFoundError, InvalidArgumentError, TimeoutError } from 'e2b';
-import { startServer } from './harness.mjs';
+import { startServer, within, sleep } from './harness.mjs';
 
 let server;
 let sbx;
@@ -17,15 +17,6 @@ after(async () => {
   await sbx?.kill().catch(() => {});
   await server?.stop();
 });
-
-/** Bounds an await, so a hang fails this test instead of the runner's 120 s. */
-function within(ms, promise) {
-  let timer;
-  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms); });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function running() {
   return (await within(10_000, sbx.commands.list())).map((p) => p.pid);

@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Sandbox, NotFoundError, InvalidArgumentError, FileType } from 'e2b';
-import { startServer } from './harness.mjs';
+import { startServer, within, sleep } from './harness.mjs';
 
 let server;
 let sbx;
@@ -19,13 +19,6 @@ after(async () => {
   await server?.stop();
 });
 
-function within(ms, promise) {
-  let timer;
-  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms); });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sh = (cmd, opts) => within(20_000, sbx.commands.run(cmd, opts));
 
 /** A fresh directory under the user's home. */

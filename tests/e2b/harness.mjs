@@ -83,3 +83,12 @@ export async function startServer({ env = {}, templates = ['base'] } = {}) {
     },
   };
 }
+
+/** Bounds an await, so a hang fails its test with a clear message instead of the runner's 120 s. */
+export function within(ms, promise) {
+  let timer;
+  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms); });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

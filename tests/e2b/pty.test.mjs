@@ -3,7 +3,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sandbox } from 'e2b';
-import { startServer } from './harness.mjs';
+import { startServer, within } from './harness.mjs';
 
 let server;
 let sbx;
@@ -15,12 +15,6 @@ after(async () => {
   await sbx?.kill().catch(() => {});
   await server?.stop();
 });
-
-function within(ms, promise) {
-  let timer;
-  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms); });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
 
 /** A terminal whose output is collected as text; `waitFor` resolves once a pattern shows up. */
 async function terminal(opts = {}) {

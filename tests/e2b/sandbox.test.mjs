@@ -6,22 +6,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Sandbox, SandboxError, SandboxNotFoundError, AuthenticationError } from 'e2b';
 import { Sandbox as SandboxV250 } from 'e2b-v250';
-import { startServer, API_KEY } from './harness.mjs';
+import { startServer, API_KEY, within, sleep } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
 after(async () => { await server?.stop(); });
 
-/** Bounds an await, so a hang fails this test instead of the runner's 120 s. */
-function within(ms, promise) {
-  let timer;
-  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms); });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
-
 const tag = () => randomBytes(6).toString('hex');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Runs a command through Airlock's native /v1 API, so these control-plane tests do not depend
  * on the envd process RPCs (covered by their own suite).

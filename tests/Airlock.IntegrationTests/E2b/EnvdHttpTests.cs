@@ -360,7 +360,7 @@ public sealed class EnvdHttpTests(ServerFixture fixture) : IClassFixture<ServerF
             const long size = 100L * 1024 * 1024;
             using var cts = Api.NewTimeout(TimeSpan.FromSeconds(90));
             var peakBefore = PeakRssKb(fixture.Server.Pid);
-            var upload = new RandomContent(size);
+            var upload = new GeneratedContent(size);
             using var form = new MultipartFormDataContent { { upload, "file", "/home/user/big.bin" } };
             var request = Envd(HttpMethod.Post, id, "/files?path=%2Fhome%2Fuser%2Fbig.bin", token);
             request.Content = form;
@@ -452,33 +452,4 @@ public sealed class EnvdHttpTests(ServerFixture fixture) : IClassFixture<ServerF
     }
 
     /// <summary>Random bytes generated while sending, hashed on the way.</summary>
-    private sealed class RandomContent(long size) : HttpContent
-    {
-        public byte[]? Sha256 { get; private set; }
-
-        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-        {
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            var random = new Random(7);
-            var buffer = new byte[1 << 20];
-            for (long sent = 0; sent < size;)
-            {
-                var n = (int)Math.Min(buffer.Length, size - sent);
-                random.NextBytes(buffer.AsSpan(0, n));
-                hash.AppendData(buffer, 0, n);
-                await stream.WriteAsync(buffer.AsMemory(0, n), cancellationToken);
-                sent += n;
-            }
-
-            Sha256 = hash.GetHashAndReset();
-        }
-
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => SerializeToStreamAsync(stream, context, CancellationToken.None);
-
-        protected override bool TryComputeLength(out long length)
-        {
-            length = size;
-            return true;
-        }
-    }
 }
