@@ -162,6 +162,27 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
         }
     }
 
+    public SandboxUsage GetUsage(SandboxRecord record)
+    {
+        var memoryLimit = (long)record.MemoryMb << 20;
+        long diskUsed = 0;
+        var diskTotal = (long)record.DiskMb << 20;
+        try
+        {
+            // statfs through the init's root reaches the overlay, which reports its upper layer:
+            // the tmpfs of diskMb, i.e. exactly the sandbox's disk quota.
+            var drive = new DriveInfo($"/proc/{record.InitPid}/root");
+            diskTotal = drive.TotalSize;
+            diskUsed = drive.TotalSize - drive.TotalFreeSpace;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            // The sandbox is going away: report the quota with nothing used.
+        }
+
+        return new SandboxUsage(Cgroups.MemoryUsage(record.Id) ?? 0, memoryLimit, diskUsed, diskTotal);
+    }
+
     public async Task SweepAsync(IReadOnlySet<string> liveIds, CancellationToken cancellationToken = default)
     {
         var orphans = Directory.EnumerateDirectories(_options.SandboxesDir).Select(Path.GetFileName).OfType<string>()

@@ -16,6 +16,9 @@ internal interface ISandboxRuntime
     /// <summary>Kills everything the sandbox runs and removes every host resource it owns. Idempotent.</summary>
     Task DestroyAsync(string sandboxId, CancellationToken cancellationToken = default);
 
+    /// <summary>What the sandbox uses now: memory from its cgroup, disk of its writable layer.</summary>
+    SandboxUsage GetUsage(SandboxRecord record);
+
     /// <summary>Removes host resources (cgroups, state dirs, stray inits) of sandboxes not in <paramref name="liveIds"/>.</summary>
     Task SweepAsync(IReadOnlySet<string> liveIds, CancellationToken cancellationToken = default);
 }
@@ -36,6 +39,9 @@ internal interface IRuntimeSandbox : IAsyncDisposable
     /// <summary>Pids (inside the sandbox) of processes started through <see cref="SpawnAsync"/> still alive.</summary>
     Task<IReadOnlyList<int>> ListAsync(CancellationToken cancellationToken = default);
 }
+
+/// <summary>One sample of a sandbox's resource use, in bytes. Unknown values are 0.</summary>
+internal readonly record struct SandboxUsage(long MemoryUsed, long MemoryLimit, long DiskUsed, long DiskTotal);
 
 internal sealed record SpawnRequest(
     IReadOnlyList<string> Argv,

@@ -95,6 +95,9 @@ internal sealed partial class SandboxService(
         ScheduleExpiry(live);
     }
 
+    /// <summary>The sandbox's resource use now (every API's metrics come from here).</summary>
+    public SandboxUsage GetUsage(string id) => runtime.GetUsage(Get(id).Record);
+
     public async Task KillAsync(string id, CancellationToken cancellationToken = default)
     {
         var live = Get(id);

@@ -15,6 +15,8 @@ internal sealed record SandboxDto(
     int DiskMb,
     string EnvdAccessToken);
 
+internal sealed record SandboxMetricsDto(long MemoryUsedBytes, long MemoryLimitBytes, long DiskUsedBytes, long DiskTotalBytes);
+
 internal sealed record CreateSandboxBody(
     string? Template,
     int? TimeoutSeconds,
@@ -157,6 +159,7 @@ internal sealed class SignalConverter : JsonConverter<JsonElementOrString>
 [JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(SandboxDto))]
 [JsonSerializable(typeof(List<SandboxDto>))]
+[JsonSerializable(typeof(SandboxMetricsDto))]
 [JsonSerializable(typeof(CreateSandboxBody))]
 [JsonSerializable(typeof(TimeoutBody))]
 [JsonSerializable(typeof(ExecBody))]

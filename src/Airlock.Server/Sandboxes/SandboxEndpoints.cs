@@ -14,6 +14,7 @@ internal static class SandboxEndpoints
         group.MapGet("/{id}", Get);
         group.MapDelete("/{id}", KillAsync);
         group.MapPost("/{id}/timeout", SetTimeoutAsync);
+        group.MapGet("/{id}/metrics", Metrics);
         return app;
     }
 
@@ -70,6 +71,12 @@ internal static class SandboxEndpoints
 
         await sandboxes.SetTimeoutAsync(id, seconds, cancellationToken);
         return TypedResults.NoContent();
+    }
+
+    private static IResult Metrics(string id, SandboxService sandboxes)
+    {
+        var u = sandboxes.GetUsage(id);
+        return TypedResults.Json(new SandboxMetricsDto(u.MemoryUsed, u.MemoryLimit, u.DiskUsed, u.DiskTotal), ApiJsonContext.Default.SandboxMetricsDto);
     }
 
     public static SandboxDto ToDto(SandboxRecord r) => new(

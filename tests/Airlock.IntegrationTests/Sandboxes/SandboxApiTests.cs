@@ -194,6 +194,29 @@ public sealed class SandboxApiTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task Metrics_ReflectWhatTheSandboxUses()
+    {
+        var id = await _client.CreateSandboxAsync(new { memoryMb = 256, diskMb = 128 });
+        try
+        {
+            var ct = TestContext.Current.CancellationToken;
+            var before = await (await _client.GetAsync($"/v1/sandboxes/{id}/metrics", ct)).JsonAsync();
+            Assert.Equal(256L << 20, before.GetProperty("memoryLimitBytes").GetInt64());
+            Assert.Equal(128L << 20, before.GetProperty("diskTotalBytes").GetInt64());
+
+            // 48 MiB written to the tmpfs disk shows up as disk and, being tmpfs, as memory.
+            Assert.Equal(0, (await _client.ExecAsync(id, "head -c 50331648 /dev/zero > /home/user/blob")).ExitCode);
+            var after = await (await _client.GetAsync($"/v1/sandboxes/{id}/metrics", ct)).JsonAsync();
+            Assert.InRange(after.GetProperty("diskUsedBytes").GetInt64() - before.GetProperty("diskUsedBytes").GetInt64(), 47L << 20, 50L << 20);
+            Assert.True(after.GetProperty("memoryUsedBytes").GetInt64() >= 48L << 20, after.ToString());
+        }
+        finally
+        {
+            await _client.DeleteSandboxAsync(id);
+        }
+    }
+
+    [Fact]
     public async Task UnknownSandbox_Answers404Problem()
     {
         var response = await _client.PostAsJsonAsync("/v1/sandboxes/doesnotexist/exec", new { cmd = "true" }, TestContext.Current.CancellationToken);

@@ -183,25 +183,13 @@ internal static partial class ControlPlaneEndpoints
     /// overlay reports the writable tmpfs layer, i.e. the disk quota. No history is kept, so
     /// <c>start</c>/<c>end</c> are not applied.
     /// </summary>
-    private static IResult Metrics(string id, SandboxService sandboxes, LinuxSandboxRuntime runtime, TimeProvider time)
+    private static IResult Metrics(string id, SandboxService sandboxes, TimeProvider time)
     {
         var r = sandboxes.Get(id).Record;
         var now = time.GetUtcNow();
-        long diskUsed = 0;
-        long diskTotal = (long)r.DiskMb << 20;
-        try
-        {
-            var drive = new DriveInfo($"/proc/{r.InitPid}/root");
-            diskTotal = drive.TotalSize;
-            diskUsed = drive.TotalSize - drive.TotalFreeSpace;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            // The sandbox is going away; report the quota with nothing used.
-        }
-
+        var usage = sandboxes.GetUsage(id);
         var metric = new E2bMetricDto(
-            now, now.ToUnixTimeSeconds(), r.Cpus, 0, runtime.Cgroups.MemoryUsage(r.Id) ?? 0, (long)r.MemoryMb << 20, 0, diskUsed, diskTotal);
+            now, now.ToUnixTimeSeconds(), r.Cpus, 0, usage.MemoryUsed, usage.MemoryLimit, 0, usage.DiskUsed, usage.DiskTotal);
         return Json([metric], E2bControlPlaneJsonContext.Default.ListE2bMetricDto, 200);
     }
 

@@ -165,15 +165,14 @@ internal static class EnvdHttpEndpoints
         return WriteJsonAsync(context, 200, env, EnvdHttpJsonContext.Default.DictionaryStringString);
     });
 
-    private static Task MetricsAsync(HttpContext context, SandboxService sandboxes, LinuxSandboxRuntime runtime, TimeProvider time) => RunAsync(context, () =>
+    private static Task MetricsAsync(HttpContext context, SandboxService sandboxes, TimeProvider time) => RunAsync(context, () =>
     {
         var sandbox = EnvdRequest.Sandbox(context, sandboxes);
         RequireToken(context, sandbox);
         var record = sandbox.Record;
         const long MiB = 1 << 20;
-        var memTotal = record.MemoryMb * MiB;
-        var memUsed = runtime.Cgroups.MemoryUsage(record.Id) ?? 0;
-        var (diskUsed, diskTotal) = Disk(record.InitPid);
+        var usage = sandboxes.GetUsage(record.Id);
+        var (memTotal, memUsed, diskUsed, diskTotal) = (usage.MemoryLimit, usage.MemoryUsed, usage.DiskUsed, usage.DiskTotal);
         // CPU usage needs two samples of the cgroup's counters over an interval, which the runtime
         // does not expose yet; 0 is reported rather than a made-up number.
         var metrics = new EnvdMetrics(
@@ -190,22 +189,6 @@ internal static class EnvdHttpEndpoints
         return WriteJsonAsync(context, 200, metrics, EnvdHttpJsonContext.Default.EnvdMetrics);
     });
 
-    /// <summary>
-    /// The sandbox's writable layer: statfs through its init's root reaches the overlay, which reports
-    /// its upper layer, the tmpfs of <c>diskMb</c>.
-    /// </summary>
-    private static (long Used, long Total) Disk(int initPid)
-    {
-        try
-        {
-            var drive = new DriveInfo($"/proc/{initPid}/root");
-            return (drive.TotalSize - drive.TotalFreeSpace, drive.TotalSize);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return (0, 0);
-        }
-    }
 
     /// <summary>/files: a valid X-Access-Token, else a valid signature for this path, user and method (§3.5).</summary>
     private static void Authorize(HttpContext context, LiveSandbox sandbox, EnvdFileSignatures signatures)
