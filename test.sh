@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 CONFIGURATION=Debug source scripts/setup.sh
+# A local PostgreSQL: the store and API tests run on SQLite and on PostgreSQL.
+source scripts/postgres.sh
+drop_test_databases() {
+  su postgres -c "psql -p $PG_PORT -qtAc \"SELECT datname FROM pg_database WHERE datname LIKE 'airlock\\_%'\"" |
+    while read -r db; do [ -n "$db" ] && su postgres -c "psql -p $PG_PORT -qc 'DROP DATABASE IF EXISTS $db WITH (FORCE)'" >/dev/null; done
+}
+drop_test_databases
 
 export AIRLOCK_TEMPLATES="$PWD/data/templates"
 echo "==> base template (built once, cached by the hash of its spec)"
@@ -44,6 +51,14 @@ for project in tests/Airlock.Core.Tests tests/Airlock.IntegrationTests; do
   cat "$out"
   summary "$out"
 done
+
+echo "==> Airlock.IntegrationTests on PostgreSQL (sandbox, tenancy and E2B API tests; a fresh database per server)"
+AIRLOCK_TEST_STORE=postgres timeout 1800 dotnet tests/Airlock.IntegrationTests/bin/Debug/net10.0/Airlock.IntegrationTests.dll \
+  -namespace Airlock.IntegrationTests.Sandboxes -namespace Airlock.IntegrationTests.Tenancy -namespace Airlock.IntegrationTests.E2b \
+  -parallel none -noColor >"$out" 2>&1 || true
+cat "$out"
+summary "$out"
+drop_test_databases
 
 echo "==> E2B conformance (the official npm SDKs, unmodified)"
 (cd tests/e2b && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null; })

@@ -25,7 +25,7 @@ if (args is ["build-template", ..])
 
 var builder = WebApplication.CreateSlimBuilder(args);
 
-// The documented environment: AIRLOCK_URLS, AIRLOCK_DATA, AIRLOCK_BOOTSTRAP_API_KEY, AIRLOCK_TEMPLATES.
+// The documented environment: AIRLOCK_URLS, AIRLOCK_DATA, AIRLOCK_DATABASE, AIRLOCK_BOOTSTRAP_API_KEY, AIRLOCK_TEMPLATES.
 var urls = Environment.GetEnvironmentVariable("AIRLOCK_URLS");
 if (!string.IsNullOrEmpty(urls))
 {
@@ -48,7 +48,9 @@ builder.Services.AddOptions<SandboxOptions>().BindConfiguration(SandboxOptions.S
     .Validate(o => o.DefaultMemoryMb >= 64, "Airlock:Sandboxes:DefaultMemoryMb must be at least 64");
 
 builder.Services.AddSingleton(TimeProvider.System);
-builder.Services.AddSingleton<ISandboxStore>(_ => new SqliteSandboxStore(Path.Combine(dataDir, "airlock.db")));
+// AIRLOCK_DATABASE: empty for SQLite in the data dir, or postgres://user:pass@host:5432/db.
+builder.Services.AddSingleton(_ => Database.FromSetting(Environment.GetEnvironmentVariable("AIRLOCK_DATABASE") ?? builder.Configuration["Airlock:Database"], dataDir));
+builder.Services.AddSingleton<ISandboxStore, SqlSandboxStore>();
 builder.Services.AddSingleton<LinuxSandboxRuntime>();
 builder.Services.AddSingleton<ISandboxRuntime>(sp => sp.GetRequiredService<LinuxSandboxRuntime>());
 builder.Services.AddSingleton<ITemplateBuilder, DebootstrapTemplateBuilder>();
@@ -77,8 +79,8 @@ app.UseWebSockets();
 // Explicit, so endpoints are matched after the edge has rewritten sandbox requests.
 app.UseRouting();
 
-app.MapGet("/health", (TemplateService templates, LinuxSandboxRuntime runtime) =>
-    TypedResults.Json(new HealthDto("ok", runtime.Cgroups.Layout, TemplateEndpoints.Describe(templates)), ApiJsonContext.Default.HealthDto));
+app.MapGet("/health", (TemplateService templates, LinuxSandboxRuntime runtime, Database database) =>
+    TypedResults.Json(new HealthDto("ok", runtime.Cgroups.Layout, database.Dialect.ToString().ToLowerInvariant(), TemplateEndpoints.Describe(templates)), ApiJsonContext.Default.HealthDto));
 app.MapSandboxes();
 app.MapProcesses();
 app.MapFiles();

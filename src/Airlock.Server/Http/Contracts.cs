@@ -99,7 +99,7 @@ internal sealed record FileEntryDto(
 
 internal sealed record TemplateDto(string Name, string? Hash, string Status, string? Error);
 
-internal sealed record HealthDto(string Status, string Cgroups, List<TemplateDto> Templates);
+internal sealed record HealthDto(string Status, string Cgroups, string Database, List<TemplateDto> Templates);
 
 internal sealed record ProblemDto(
     string Type,

@@ -72,6 +72,11 @@ public sealed partial class AirlockServer : IAsyncDisposable
         start.Environment["AIRLOCK_TEMPLATES"] = TemplatesDir;
         start.Environment["AIRLOCK_BOOTSTRAP_API_KEY"] = ApiKey;
         start.Environment["Logging__LogLevel__Default"] = "Information";
+        if (await TestPostgres.DatabaseUrlAsync(dataDir, cancellationToken) is { } database)
+        {
+            start.Environment["AIRLOCK_DATABASE"] = database;
+        }
+
         var process = Process.Start(start)!;
         var server = new AirlockServer(process, dataDir, owns);
         var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -183,6 +188,7 @@ public sealed partial class AirlockServer : IAsyncDisposable
         _process.Dispose();
         if (OwnsData)
         {
+            await TestPostgres.DropAsync(DataDir);
             try
             {
                 Directory.Delete(DataDir, recursive: true);

@@ -17,6 +17,15 @@ public sealed class SandboxApiTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
 
+    [Fact]
+    public async Task Health_NamesTheStoreTheServerRunsOn()
+    {
+        // test.sh runs the API tests twice: on SQLite, then with AIRLOCK_TEST_STORE=postgres.
+        var health = await (await _client.GetAsync("/health", TestContext.Current.CancellationToken)).JsonAsync();
+        var expected = Environment.GetEnvironmentVariable("AIRLOCK_TEST_STORE") == "postgres" ? "postgres" : "sqlite";
+        Assert.Equal(expected, health.GetProperty("database").GetString());
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("e2b_wrong")]

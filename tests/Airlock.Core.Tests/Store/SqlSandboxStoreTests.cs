@@ -1,19 +1,12 @@
 using Airlock.Core.Sandboxes;
 using Airlock.Core.Store;
 using Airlock.Core.Templates;
+using Dapper;
 
 namespace Airlock.Core.Tests.Store;
 
-public sealed class SqliteSandboxStoreTests : IDisposable
+public sealed class SqlSandboxStoreTests
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("al-store-").FullName;
-
-    public void Dispose()
-    {
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        Directory.Delete(_dir, recursive: true);
-    }
-
     private static SandboxRecord Record(string id) => new()
     {
         Id = id,
@@ -28,13 +21,16 @@ public sealed class SqliteSandboxStoreTests : IDisposable
         DiskMb = 64,
         InitPid = 42,
         InitStartTime = 123,
+        AccessToken = "token",
     };
 
-    [Fact]
-    public async Task InsertGetUpdateDelete_RoundTrips()
+    [Theory]
+    [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
+    public async Task InsertGetUpdateDelete_RoundTrips(string kind)
     {
         var ct = TestContext.Current.CancellationToken;
-        var store = new SqliteSandboxStore(Path.Combine(_dir, "a.db"));
+        await using var db = await TestDatabase.CreateAsync(kind, ct);
+        var store = new SqlSandboxStore(db.Database);
         await store.InitializeAsync(ct);
         await store.InsertAsync(Record("one"), ct);
         var got = await store.GetAsync("one", ct);
@@ -43,6 +39,8 @@ public sealed class SqliteSandboxStoreTests : IDisposable
         Assert.Equal("b", got.Env["A"]);
         Assert.Equal(2, got.Cpus);
         Assert.Equal(42, got.InitPid);
+        Assert.Equal(123, got.InitStartTime);
+        Assert.Equal("token", got.AccessToken);
         Assert.Equal(Record("one").ExpiresAt, got.ExpiresAt);
 
         got.State = SandboxState.Stopping;
@@ -57,21 +55,49 @@ public sealed class SqliteSandboxStoreTests : IDisposable
         Assert.Empty(await store.ListAsync(ct));
     }
 
-    [Fact]
-    public async Task Initialize_Twice_KeepsDataAndSchema()
+    [Theory]
+    [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
+    public async Task Initialize_Twice_KeepsDataAndSchema(string kind)
     {
         var ct = TestContext.Current.CancellationToken;
-        var path = Path.Combine(_dir, "b.db");
-        var store = new SqliteSandboxStore(path);
+        await using var db = await TestDatabase.CreateAsync(kind, ct);
+        var store = new SqlSandboxStore(db.Database);
         await store.InitializeAsync(ct);
         await store.InsertAsync(Record("keep"), ct);
         await store.UpsertTemplateAsync(new TemplateRecord("base", "h1", TemplateStatus.Building, null, DateTimeOffset.UnixEpoch), ct);
         await store.UpsertTemplateAsync(new TemplateRecord("base", "h1", TemplateStatus.Ready, null, DateTimeOffset.UnixEpoch), ct);
 
-        var again = new SqliteSandboxStore(path);
+        var again = new SqlSandboxStore(db.Database);
         await again.InitializeAsync(ct);
         Assert.Single(await again.ListAsync(ct));
         var template = Assert.Single(await again.ListTemplatesAsync(ct));
         Assert.Equal(TemplateStatus.Ready, template.Status);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
+    public async Task Migrations_ServersStartingTogether_ApplyEachOnce(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var db = await TestDatabase.CreateAsync(kind, ct);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => Migrations.ApplyAsync(db.Database, ct), ct)));
+
+        await using var connection = await db.Database.OpenAsync(ct);
+        var versions = (await connection.QueryAsync<int>("SELECT version FROM schema_version ORDER BY version")).ToList();
+        Assert.Equal(Enumerable.Range(1, Migrations.All.Length), versions);
+    }
+
+    [Fact]
+    public void PostgresUrl_ParsesUserPasswordHostPortDatabaseAndParameters()
+    {
+        var b = Database.ParsePostgres("postgres://al%40ice:p%3Ass@db.example:6543/airlock_prod?sslmode=require&search_path=tenant1");
+        Assert.Equal("al@ice", b.Username);
+        Assert.Equal("p:ss", b.Password);
+        Assert.Equal("db.example", b.Host);
+        Assert.Equal(6543, b.Port);
+        Assert.Equal("airlock_prod", b.Database);
+        Assert.Equal(Npgsql.SslMode.Require, b.SslMode);
+        Assert.Equal("tenant1", b.SearchPath);
+        Assert.Throws<InvalidOperationException>(() => Database.ParsePostgres("postgres://h/db?no_such_knob=1"));
     }
 }

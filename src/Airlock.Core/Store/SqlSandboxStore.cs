@@ -1,86 +1,21 @@
-using System.Data.Common;
 using System.Text.Json;
 using Airlock.Core.Sandboxes;
 using Airlock.Core.Templates;
 using Dapper;
-using Microsoft.Data.Sqlite;
 
 namespace Airlock.Core.Store;
 
 /// <summary>
-/// The store on SQLite. The SQL is plain ANSI that PostgreSQL runs as is (no SQLite-only
-/// constructs): the PostgreSQL store will share these statements and differ only in the connection.
+/// Sandboxes and templates in the <see cref="Database"/> (SQLite or PostgreSQL, the same SQL).
 /// Times are stored as unix milliseconds, maps as JSON text.
 /// </summary>
-internal sealed class SqliteSandboxStore(string path) : ISandboxStore
+internal sealed class SqlSandboxStore(Database database) : ISandboxStore
 {
-    private readonly string _connectionString = new SqliteConnectionStringBuilder
-    {
-        DataSource = path,
-        Cache = SqliteCacheMode.Private,
-        Pooling = true,
-    }.ToString();
-
-    private static readonly string[] s_migrations =
-    [
-        """
-        CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-        CREATE TABLE IF NOT EXISTS sandboxes (
-            id TEXT PRIMARY KEY,
-            template TEXT NOT NULL,
-            state TEXT NOT NULL,
-            created_at BIGINT NOT NULL,
-            expires_at BIGINT NOT NULL,
-            metadata TEXT NOT NULL,
-            env TEXT NOT NULL,
-            cpus INTEGER NOT NULL,
-            memory_mb INTEGER NOT NULL,
-            disk_mb INTEGER NOT NULL,
-            init_pid INTEGER NOT NULL,
-            init_start_time BIGINT NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS templates (
-            name TEXT PRIMARY KEY,
-            hash TEXT NOT NULL,
-            status TEXT NOT NULL,
-            error TEXT NULL,
-            updated_at BIGINT NOT NULL
-        );
-        """,
-        "ALTER TABLE sandboxes ADD COLUMN access_token TEXT NOT NULL DEFAULT ''",
-    ];
-
-    private DbConnection Open()
-    {
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        // WAL + NORMAL: a commit is durable against a crash of this process (what recovery needs) and
-        // skips the fsync per transaction that FULL costs on every create and kill.
-        using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA synchronous=NORMAL";
-        pragma.ExecuteNonQuery();
-        return connection;
-    }
-
-    public async Task InitializeAsync(CancellationToken cancellationToken = default)
-    {
-        await using var connection = Open();
-        // WAL lets readers proceed while a writer commits; busy_timeout absorbs short write contention.
-        await connection.ExecuteAsync("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;").ConfigureAwait(false);
-        await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").ConfigureAwait(false);
-        var version = await connection.ExecuteScalarAsync<int?>("SELECT MAX(version) FROM schema_version").ConfigureAwait(false) ?? 0;
-        for (var i = version; i < s_migrations.Length; i++)
-        {
-            await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await connection.ExecuteAsync(s_migrations[i], transaction: tx).ConfigureAwait(false);
-            await connection.ExecuteAsync("INSERT INTO schema_version (version) VALUES (@v)", new { v = i + 1 }, tx).ConfigureAwait(false);
-            await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
+    public Task InitializeAsync(CancellationToken cancellationToken = default) => Migrations.ApplyAsync(database, cancellationToken);
 
     public async Task InsertAsync(SandboxRecord record, CancellationToken cancellationToken = default)
     {
-        await using var connection = Open();
+        await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         await connection.ExecuteAsync(
             """
             INSERT INTO sandboxes (id, template, state, created_at, expires_at, metadata, env, cpus, memory_mb, disk_mb, init_pid, init_start_time, access_token)
@@ -91,7 +26,7 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
 
     public async Task UpdateAsync(SandboxRecord record, CancellationToken cancellationToken = default)
     {
-        await using var connection = Open();
+        await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         await connection.ExecuteAsync(
             "UPDATE sandboxes SET state = @State, expires_at = @ExpiresAt, init_pid = @InitPid, init_start_time = @InitStartTime WHERE id = @Id",
             Row.From(record)).ConfigureAwait(false);
@@ -99,27 +34,27 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
 
     public async Task DeleteAsync(string id, CancellationToken cancellationToken = default)
     {
-        await using var connection = Open();
+        await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         await connection.ExecuteAsync("DELETE FROM sandboxes WHERE id = @id", new { id }).ConfigureAwait(false);
     }
 
     public async Task<SandboxRecord?> GetAsync(string id, CancellationToken cancellationToken = default)
     {
-        await using var connection = Open();
+        await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         var row = await connection.QuerySingleOrDefaultAsync<Row>(Row.Select + " WHERE id = @id", new { id }).ConfigureAwait(false);
         return row?.ToRecord();
     }
 
     public async Task<IReadOnlyList<SandboxRecord>> ListAsync(CancellationToken cancellationToken = default)
     {
-        await using var connection = Open();
+        await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         var rows = await connection.QueryAsync<Row>(Row.Select + " ORDER BY created_at").ConfigureAwait(false);
         return rows.Select(r => r.ToRecord()).ToList();
     }
 
     public async Task UpsertTemplateAsync(TemplateRecord template, CancellationToken cancellationToken = default)
     {
-        await using var connection = Open();
+        await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         var args = new { template.Name, template.Hash, Status = template.Status.ToString(), template.Error, UpdatedAt = template.UpdatedAt.ToUnixTimeMilliseconds() };
         // UPDATE then INSERT: portable, unlike SQLite's and PostgreSQL's different upsert spellings.
         var updated = await connection.ExecuteAsync(
@@ -133,7 +68,7 @@ internal sealed class SqliteSandboxStore(string path) : ISandboxStore
 
     public async Task<IReadOnlyList<TemplateRecord>> ListTemplatesAsync(CancellationToken cancellationToken = default)
     {
-        await using var connection = Open();
+        await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         var rows = await connection.QueryAsync<(string Name, string Hash, string Status, string? Error, long UpdatedAt)>(
             "SELECT name, hash, status, error, updated_at FROM templates ORDER BY name").ConfigureAwait(false);
         return rows.Select(r => new TemplateRecord(r.Name, r.Hash, Enum.Parse<TemplateStatus>(r.Status), r.Error, DateTimeOffset.FromUnixTimeMilliseconds(r.UpdatedAt))).ToList();
