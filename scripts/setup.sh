@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-APT_PACKAGES=(debootstrap libseccomp-dev cmake gcc make iproute2 python3 ca-certificates curl)
+APT_PACKAGES=(debootstrap libseccomp-dev cmake gcc make iproute2 nftables python3 ca-certificates curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -40,9 +40,11 @@ internal sealed class Api : IDisposable
     public async Task<HealthDto> HealthAsync(CancellationToken ct)
         => (await _http.GetFromJsonAsync("/health", BenchJson.Default.HealthDto, ct))!;
 
-    public async Task<string> CreateAsync(CancellationToken ct)
+    public Task<string> CreateAsync(CancellationToken ct) => CreateAsync(new CreateBody(), ct);
+
+    public async Task<string> CreateAsync(CreateBody body, CancellationToken ct)
     {
-        using var response = await _http.PostAsJsonAsync("/v1/sandboxes", new CreateBody(), BenchJson.Default.CreateBody, ct);
+        using var response = await _http.PostAsJsonAsync("/v1/sandboxes", body, BenchJson.Default.CreateBody, ct);
         if (response.StatusCode != HttpStatusCode.Created)
         {
             throw new InvalidOperationException($"create: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");

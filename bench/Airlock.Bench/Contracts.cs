@@ -42,6 +42,19 @@ internal sealed class CreateBody
     public string Template { get; set; } = "base";
 
     public int TimeoutSeconds { get; set; } = 1800;
+
+    /// <summary>Null: the server's default. The cold-create figure asks for a size the warm pool does not hold.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DiskMb { get; set; }
+
+    /// <summary>Null: mode none. The internet figure asks for a veth, NAT and rules (docs/networking.md).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public NetworkBody? Network { get; set; }
+}
+
+internal sealed class NetworkBody
+{
+    public string Mode { get; set; } = "none";
 }
 
 [JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web)]

@@ -6,7 +6,7 @@ namespace Airlock.Bench;
 /// The lifecycle and load benchmarks of issue 5 against a running Airlock server (started by
 /// bench.sh). Reads the floors and peers that bench.sh timed in the same run, measures Airlock
 /// through its HTTP API on loopback, prints a table and writes the JSON.
-/// Usage: airlock-bench --url URL --key KEY --floors DIR --out FILE [--quick]
+/// Usage: airlock-bench --url URL --key KEY --floors DIR --out FILE [--quick] [--only cold,warm,exec,...]
 /// </summary>
 internal static class Program
 {
@@ -49,6 +49,11 @@ internal sealed class Options
 
     public bool Quick { get; private set; }
 
+    /// <summary>--only cold,warm,internet,exec,idle,throughput,api,files: run just these (for quick A/B work); default all.</summary>
+    public HashSet<string>? Only { get; private set; }
+
+    public bool Runs(string step) => Only is null || Only.Contains(step);
+
     public int ColdRuns => Quick ? 20 : 100;
 
     public int ExecRuns => Quick ? 300 : 1000;
@@ -90,6 +95,9 @@ internal sealed class Options
                     break;
                 case "--quick":
                     o.Quick = true;
+                    break;
+                case "--only":
+                    o.Only = [.. args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries)];
                     break;
                 default:
                     throw new ArgumentException($"unknown argument {args[i]}");

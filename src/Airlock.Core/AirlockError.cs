@@ -10,6 +10,12 @@ internal sealed class AirlockException(string code, int status, string message) 
 
     public int Status { get; } = status;
 
+    /// <summary>For quota refusals: the limit's name (e.g. <c>maxCpus</c>), sent as the ProblemDetails' <c>limit</c>.</summary>
+    public string? Limit { get; init; }
+
+    /// <summary>For quota refusals: the limit's value, sent as <c>value</c>.</summary>
+    public double? Value { get; init; }
+
     public static AirlockException NotFound(string what) => new("not_found", 404, $"{what} not found");
 
     public static AirlockException Invalid(string message) => new("invalid_argument", 400, message);

@@ -41,9 +41,13 @@ struct config {
 
 /* ---------------------------------------------------------------- process A */
 
+/* "" when started per sandbox; "<seq> " in a child of the zygote (section 1a), whose replies
+ * share one pipe and are told apart by the request's sequence number. */
+static const char *reply_prefix = "";
+
 static _Noreturn void a_fail(const char *step, int err)
 {
-    printf("error %s: %s\n", step, strerror(err));
+    printf("%serror %s: %s\n", reply_prefix, step, strerror(err));
     fflush(stdout);
     exit(1);
 }
@@ -661,24 +665,18 @@ static _Noreturn void init_main(const struct config *c)
     event_loop(lfd);
 }
 
-int main(int argc, char **argv)
+static int filter_built;
+
+/* Process A: start one sandbox (section 1). Returns the exit status; stdout says what happened. */
+static int create_main(int argc, char **argv)
 {
     struct config c;
-    /* Make sure 0-2 are open, so no fd we create lands there and is later replaced. */
-    for (;;) {
-        int fd = open("/dev/null", O_RDWR);
-        if (fd < 0 || fd > 2) {
-            if (fd > 2)
-                close(fd);
-            break;
-        }
-    }
     parse_args(argc, argv, &c);
-    saved_argc = argc;
-    saved_argv = argv;
-    int rc = seccomp_build(&filter);
-    if (rc < 0)
-        a_fail("seccomp", -rc);
+    if (!filter_built) {
+        int rc = seccomp_build(&filter);
+        if (rc < 0)
+            a_fail("seccomp", -rc);
+    }
     for (int i = 0; i < c.ncgroups; i++)
         join_cgroup(c.cgroups[i]);
 
@@ -714,7 +712,7 @@ int main(int argc, char **argv)
     }
     msg[len] = '\0';
     if (!strcmp(msg, "ok\n")) {
-        printf("ok %d\n", (int)pid);
+        printf("%sok %d\n", reply_prefix, (int)pid);
         fflush(stdout);
         return 0;
     }
@@ -723,11 +721,97 @@ int main(int argc, char **argv)
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
     if (!strncmp(msg, "error ", 6) && memchr(msg, '\n', len))
-        fputs(msg, stdout);
+        printf("%s%s", reply_prefix, msg);
     else if (WIFSIGNALED(st))
-        printf("error init: killed by signal %d\n", WTERMSIG(st));
+        printf("%serror init: killed by signal %d\n", reply_prefix, WTERMSIG(st));
     else
-        printf("error init: exited with status %d\n", WEXITSTATUS(st));
+        printf("%serror init: exited with status %d\n", reply_prefix, WEXITSTATUS(st));
     fflush(stdout);
     return 1;
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Section 1a: the zygote. Started once by the server, single-threaded; reads requests from stdin
+ * (u32 length, then "<seq>\0<arg>\0<arg>\0..." with the arguments of section 1), forks a process A
+ * per request and goes back to reading. A writes "<seq> ok <pid>\n" or "<seq> error ...\n" to the
+ * shared stdout pipe in one write (shorter than PIPE_BUF, so never interleaved) and exits. Saves
+ * the server a fork+exec of a ~25-thread process, the helper's exec and dynamic linking, and the
+ * seccomp compilation, per sandbox. EOF on stdin (the server is gone) ends the zygote; sandboxes
+ * it started are not its children (A exits, B is re-parented to the host's init). */
+static int zygote_main(int argc, char **argv)
+{
+    saved_argc = argc;
+    saved_argv = argv;
+    if (seccomp_build(&filter) == 0)
+        filter_built = 1; /* otherwise each A tries again and reports the error */
+    signal(SIGCHLD, SIG_IGN); /* A processes are reaped by the kernel */
+    signal(SIGPIPE, SIG_IGN);
+    static char buf[65536];
+    static char prefix[32];
+    for (;;) {
+        uint32_t len;
+        if (read_full(0, &len, sizeof len) < 0)
+            return 0;
+        if (len == 0 || len >= sizeof buf)
+            return 2; /* not our server: stop rather than guess */
+        if (read_full(0, buf, len) < 0)
+            return 0;
+        buf[len] = '\0';
+        char *args[64];
+        int n = 0;
+        for (char *p = buf; p < buf + len && n < 63; p += strlen(p) + 1)
+            args[n++] = p;
+        args[n] = NULL;
+        if (strlen(args[0]) > 20)
+            return 2;
+        pid_t pid = fork();
+        if (pid < 0) {
+            dprintf(1, "%s error fork: %s\n", args[0], strerror(errno));
+            continue;
+        }
+        if (pid == 0) {
+            signal(SIGCHLD, SIG_DFL);
+            signal(SIGPIPE, SIG_DFL);
+            int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (null >= 0) {
+                dup2(null, 0); /* the request pipe stays the zygote's alone */
+                close(null);
+            }
+            snprintf(prefix, sizeof prefix, "%s ", args[0]);
+            reply_prefix = prefix;
+            args[0] = argv[0];
+            exit(create_main(n, args));
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    /* Make sure 0-2 are open, so no fd we create lands there and is later replaced. */
+    for (;;) {
+        int fd = open("/dev/null", O_RDWR);
+        if (fd < 0 || fd > 2) {
+            if (fd > 2)
+                close(fd);
+            break;
+        }
+    }
+    if (argc == 2 && !strcmp(argv[1], "--zygote"))
+        return zygote_main(argc, argv);
+    saved_argc = argc;
+    saved_argv = argv;
+    return create_main(argc, argv);
 }

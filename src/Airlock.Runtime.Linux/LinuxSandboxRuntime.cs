@@ -26,6 +26,7 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
     private readonly SandboxOptions _sandboxOptions;
     private readonly ILogger<LinuxSandboxRuntime> _logger;
     private readonly OutputReactor _reactor = new();
+    private readonly InitZygote _zygote;
 
     public LinuxSandboxRuntime(IOptions<RuntimeOptions> options, IOptions<SandboxOptions> sandboxOptions, ILogger<LinuxSandboxRuntime> logger)
     {
@@ -33,6 +34,11 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
         _sandboxOptions = sandboxOptions.Value;
         _logger = logger;
         Cgroups = new CgroupManager(_options.ResolvedCgroupName);
+        _zygote = new InitZygote(_options.ResolvedInitPath);
+        if (_options.FavorDynMods && FavorDynMods.Ensure() is { } why)
+        {
+            LogNoFavorDynMods(why);
+        }
         Directory.CreateDirectory(_options.SandboxesDir);
         if (!File.Exists(_options.ResolvedInitPath))
         {
@@ -52,52 +58,49 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
 
     public async Task<IRuntimeSandbox> CreateAsync(SandboxRecord record, TemplateInfo template, CancellationToken cancellationToken = default)
     {
+        var t0 = Stopwatch.GetTimestamp();
         var dir = StateDir(record.Id);
         Directory.CreateDirectory(Path.Combine(dir, "rw"));
         Directory.CreateDirectory(Path.Combine(dir, "root"));
         File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         Cgroups.Create(record.Id, record.Cpus, (long)record.MemoryMb << 20, _sandboxOptions.PidsLimit);
+        var tCgroups = Stopwatch.GetTimestamp();
 
-        var start = new ProcessStartInfo(_options.ResolvedInitPath)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in new[] { "--id", record.Id, "--lower", template.RootfsPath, "--state", dir, "--disk-bytes", (((long)record.DiskMb) << 20).ToString(CultureInfo.InvariantCulture) })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
+        List<string> args = ["--id", record.Id, "--lower", template.RootfsPath, "--state", dir, "--disk-bytes", (((long)record.DiskMb) << 20).ToString(CultureInfo.InvariantCulture)];
         foreach (var cgroup in Cgroups.Directories(record.Id))
         {
-            start.ArgumentList.Add("--cgroup");
-            start.ArgumentList.Add(cgroup);
+            args.Add("--cgroup");
+            args.Add(cgroup);
         }
 
+        // The zygote forks the helper's process A for us (docs/init-protocol.md, section 1a).
         string output;
-        string errors;
-        int exitCode;
-        using (var helper = Process.Start(start) ?? throw new IOException("could not start the native helper"))
+        try
         {
-            var stdout = helper.StandardOutput.ReadToEndAsync(cancellationToken);
-            var stderr = helper.StandardError.ReadToEndAsync(cancellationToken);
-            await helper.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-            output = (await stdout.ConfigureAwait(false)).Trim();
-            errors = (await stderr.ConfigureAwait(false)).Trim();
-            exitCode = helper.ExitCode;
+            output = (await _zygote.StartAsync(args, cancellationToken).ConfigureAwait(false)).Trim();
+        }
+        catch (IOException ex)
+        {
+            throw new AirlockException("sandbox_start_failed", 500, $"sandbox could not start: {ex.Message}");
         }
 
         if (!output.StartsWith("ok ", StringComparison.Ordinal) || !int.TryParse(output.AsSpan(3), CultureInfo.InvariantCulture, out var pid))
         {
-            var detail = output.Length > 0 ? output : errors.Length > 0 ? errors : $"the native helper exited with code {exitCode} and said nothing";
+            var detail = output.Length > 0 ? output : "the native helper said nothing";
             throw new AirlockException("sandbox_start_failed", 500, $"sandbox could not start: {detail}");
         }
 
+        var tHelper = Stopwatch.GetTimestamp();
         record.InitPid = pid;
         record.InitStartTime = ReadStartTime(pid) ?? 0;
         await File.WriteAllTextAsync(Path.Combine(dir, "init.pid"), $"{pid} {record.InitStartTime}", cancellationToken).ConfigureAwait(false);
-        return await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        var connected = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            LogCreateTimes(record.Id, Stopwatch.GetElapsedTime(t0, tCgroups).TotalMilliseconds, Stopwatch.GetElapsedTime(tCgroups, tHelper).TotalMilliseconds, Stopwatch.GetElapsedTime(tHelper).TotalMilliseconds);
+        }
+
+        return connected;
     }
 
     public async Task<IRuntimeSandbox?> AdoptAsync(SandboxRecord record, CancellationToken cancellationToken = default)
@@ -232,8 +235,18 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
 
     private static int Umount2(string target) => Umount2Native(target, 2 /* MNT_DETACH */);
 
+    [LoggerMessage(EventId = 202, Level = LogLevel.Debug, Message = "create {Id}: dirs+cgroups {Cgroups:F2} ms, helper {Helper:F2} ms, pid file+connect {Connect:F2} ms")]
+    private partial void LogCreateTimes(string id, double cgroups, double helper, double connect);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "cgroup migrations stay slow (each sandbox create waits for an RCU grace period): {Reason}")]
+    private partial void LogNoFavorDynMods(string reason);
+
     [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "sweeping resources of unknown sandbox {Id}")]
     private partial void LogSweep(string id);
 
-    public void Dispose() => _reactor.Dispose();
+    public void Dispose()
+    {
+        _zygote.Dispose();
+        _reactor.Dispose();
+    }
 }

@@ -17,6 +17,13 @@ internal sealed class RuntimeOptions
     public string DebianMirror { get; set; } = "http://deb.debian.org/debian";
 
     /// <summary>
+    /// Remount the host's cgroup2 hierarchy with <c>favordynmods</c> at start, so moving a new
+    /// sandbox into its cgroups does not wait for an RCU grace period (5–20 ms per create).
+    /// A host-wide setting; see Cgroups/FavorDynMods.cs.
+    /// </summary>
+    public bool FavorDynMods { get; set; } = true;
+
+    /// <summary>
     /// Name of the cgroup directory this server owns in each hierarchy. Defaults to
     /// <c>airlock-&lt;hash of the data dir&gt;</c>: servers with different data dirs on one machine must
     /// never sweep each other's sandboxes.

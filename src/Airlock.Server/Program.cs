@@ -4,6 +4,7 @@ using Airlock.Core.Runtime;
 using Airlock.Core.Sandboxes;
 using Airlock.Core.Store;
 using Airlock.Core.Templates;
+using Airlock.Core.Tenancy;
 using Airlock.Runtime.Linux;
 using Airlock.Runtime.Linux.Templates;
 using Airlock.Server;
@@ -14,6 +15,7 @@ using Airlock.Server.Http;
 using Airlock.Server.Processes;
 using Airlock.Server.Sandboxes;
 using Airlock.Server.Templates;
+using Airlock.Server.Tenancy;
 using Microsoft.Extensions.Options;
 
 // `airlock-server build-template [name]`: build a template into the templates dir and exit
@@ -50,7 +52,9 @@ builder.Services.AddOptions<SandboxOptions>().BindConfiguration(SandboxOptions.S
 builder.Services.AddSingleton(TimeProvider.System);
 // AIRLOCK_DATABASE: empty for SQLite in the data dir, or postgres://user:pass@host:5432/db.
 builder.Services.AddSingleton(_ => Database.FromSetting(Environment.GetEnvironmentVariable("AIRLOCK_DATABASE") ?? builder.Configuration["Airlock:Database"], dataDir));
-builder.Services.AddSingleton<ISandboxStore, SqlSandboxStore>();
+// Servers sharing one PostgreSQL each own the sandboxes they run (Airlock:NodeId, default host:datadir).
+var nodeId = builder.Configuration["Airlock:NodeId"] is { Length: > 0 } configuredNode ? configuredNode : $"{Environment.MachineName}:{dataDir}";
+builder.Services.AddSingleton<ISandboxStore>(sp => new SqlSandboxStore(sp.GetRequiredService<Database>(), nodeId));
 builder.Services.AddSingleton<LinuxSandboxRuntime>();
 builder.Services.AddSingleton<ISandboxRuntime>(sp => sp.GetRequiredService<LinuxSandboxRuntime>());
 builder.Services.AddSingleton<ITemplateBuilder, DebootstrapTemplateBuilder>();
@@ -58,9 +62,32 @@ builder.Services.AddSingleton<TemplateService>();
 builder.Services.AddSingleton<SandboxService>();
 builder.Services.AddSingleton<ProcessService>();
 builder.Services.AddSingleton<FileService>();
+// Tenancy (docs/architecture.md, "Tenancy"). The audit writer is registered before everything
+// else so that it stops last and flushes what the others recorded while stopping.
+builder.Services.AddOptions<TenancyOptions>().BindConfiguration(TenancyOptions.Section);
+builder.Services.AddOptions<QuotaOptions>().BindConfiguration(QuotaOptions.Section);
+builder.Services.AddOptions<PlanOptions>().Configure<IConfiguration>((o, c) => c.GetSection(PlanOptions.Section).Bind(o.Plans));
+builder.Services.AddSingleton<SqlTenancyStore>();
+builder.Services.AddSingleton<AuditLog>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<AuditLog>());
+builder.Services.AddSingleton<TenancyService>();
+builder.Services.AddSingleton<UserService>();
+builder.Services.AddSingleton<QuotaLedger>();
+builder.Services.AddSingleton<RateLimiter>();
+builder.Services.AddSingleton<BootstrapKey>();
+builder.Services.AddSingleton<ApiKeyAuthentication>();
 builder.Services.AddHostedService<StartupService>();
+builder.Services.AddHostedService<TenancyStartup>();
+builder.Services.AddHostedService<QuotaEnforcer>();
+// After StartupService: the warm pool fills only once recovery has swept (docs/performance.md).
+builder.Services.AddSingleton<WarmPool>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<WarmPool>());
 builder.Services.AddOptions<Airlock.Server.E2b.E2bOptions>().BindConfiguration(Airlock.Server.E2b.E2bOptions.Section);
 builder.Services.AddSingleton<Airlock.Server.E2b.SandboxRouting>();
+builder.Services.AddOptions<Airlock.Runtime.Linux.Network.NetworkOptions>().BindConfiguration(Airlock.Runtime.Linux.Network.NetworkOptions.Section);
+builder.Services.AddSingleton<Airlock.Runtime.Linux.Network.LinuxSandboxNetwork>();
+builder.Services.AddSingleton<ISandboxNetwork>(sp => sp.GetRequiredService<Airlock.Runtime.Linux.Network.LinuxSandboxNetwork>());
+builder.Services.AddSingleton<Airlock.Server.Proxy.PortProxy>();
 builder.Services.AddSingleton<Airlock.Server.E2b.CodeInterpreter.CodeContexts>();
 builder.Services.AddSingleton<Airlock.Server.E2b.Envd.FilesystemRpcWatchers>();
 builder.Services.AddSingleton<Airlock.Server.E2b.Envd.EnvdFileSignatures>();
@@ -69,12 +96,15 @@ builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null); // fi
 
 var app = builder.Build();
 var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Airlock");
-var auth = ApiKeyAuthentication.Load(Environment.GetEnvironmentVariable("AIRLOCK_BOOTSTRAP_API_KEY"), dataDir, logger);
+app.Services.GetRequiredService<BootstrapKey>().Value = ApiKeyAuthentication.LoadBootstrapKey(Environment.GetEnvironmentVariable("AIRLOCK_BOOTSTRAP_API_KEY"), dataDir, logger);
+var auth = app.Services.GetRequiredService<ApiKeyAuthentication>();
 
 app.Use((context, next) => Problems.HandleAsync(context, () => next(context), logger));
 var routing = app.Services.GetRequiredService<Airlock.Server.E2b.SandboxRouting>();
 app.Use((context, next) => routing.HandleAsync(context, () => next(context)));
 app.Use((context, next) => auth.HandleAsync(context, () => next(context)));
+var portProxy = app.Services.GetRequiredService<Airlock.Server.Proxy.PortProxy>();
+app.Use((context, next) => portProxy.HandleAsync(context, () => next(context)));
 app.UseWebSockets();
 // Explicit, so endpoints are matched after the edge has rewritten sandbox requests.
 app.UseRouting();
@@ -85,6 +115,9 @@ app.MapSandboxes();
 app.MapProcesses();
 app.MapFiles();
 app.MapTemplates();
+app.MapTenancy();
+app.MapAudit();
+app.MapAuth();
 Airlock.Server.E2b.Envd.ProcessRpc.MapEnvdProcessRpc(app);
 Airlock.Server.E2b.Envd.FilesystemRpc.MapEnvdFilesystemRpc(app);
 Airlock.Server.E2b.Envd.EnvdHttpEndpoints.MapEnvdHttp(app);

@@ -7,7 +7,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const API_KEY = 'e2b_' + 'a1'.repeat(20);
+const ADMIN_KEY = 'e2b_' + 'a1'.repeat(20);
+/**
+ * The key the SDKs and the tests use: the bootstrap admin key, or with AIRLOCK_E2B_AS_TEAM=1 a key
+ * of a fresh team made by startServer (every scope but the instance admin's), so the suite also
+ * proves the SDKs work for an ordinary team. A live binding: importers see the key in use.
+ */
+export let API_KEY = ADMIN_KEY;
 
 function serverDll() {
   const candidates = ['Debug', 'Release']
@@ -30,7 +36,7 @@ export async function startServer({ env = {}, templates = ['base'] } = {}) {
       AIRLOCK_URLS: 'http://127.0.0.1:0',
       AIRLOCK_DATA: data,
       AIRLOCK_TEMPLATES: process.env.AIRLOCK_TEMPLATES ?? path.join(repo, 'data/templates'),
-      AIRLOCK_BOOTSTRAP_API_KEY: API_KEY,
+      AIRLOCK_BOOTSTRAP_API_KEY: ADMIN_KEY,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -58,6 +64,17 @@ export async function startServer({ env = {}, templates = ['base'] } = {}) {
     if (states.every(([, t]) => t?.status === 'ready')) break;
     if (Date.now() > deadline) throw new Error(`templates not ready: ${templates.join(', ')}`);
     await new Promise((r) => setTimeout(r, 500));
+  }
+
+  API_KEY = ADMIN_KEY;
+  if (process.env.AIRLOCK_E2B_AS_TEAM === '1') {
+    const admin = { Authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
+    const team = await (await fetch(url + '/v1/teams', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'e2b-suite' }) })).json();
+    // Generous limits, so the suite's own pace and sandbox count are not what it measures.
+    await fetch(`${url}/v1/teams/${team.id}/quota`, { method: 'PUT', headers: admin, body: JSON.stringify({ plan: 'enterprise' }) });
+    const scopes = ['sandboxes:read', 'sandboxes:write', 'templates:read', 'usage:read'];
+    const key = await (await fetch(`${url}/v1/teams/${team.id}/api-keys`, { method: 'POST', headers: admin, body: JSON.stringify({ name: 'e2b-suite', scopes }) })).json();
+    API_KEY = key.key;
   }
 
   // The three variables of docs/e2b.md.

@@ -1,12 +1,13 @@
 using System.Text;
 using Airlock.Core.Runtime;
 using Airlock.Core.Sandboxes;
+using Airlock.Core.Tenancy;
 using Microsoft.Extensions.Options;
 
 namespace Airlock.Core.Processes;
 
 /// <summary>Starts, finds, feeds, signals and waits for processes in sandboxes (the E2B process model).</summary>
-internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxOptions> options, TimeProvider time)
+internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxOptions> options, TimeProvider time, AuditLog audit)
 {
     private const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -71,6 +72,8 @@ internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxO
         var handle = await live.Runtime.SpawnAsync(request, process, cancellationToken).ConfigureAwait(false);
         process.Attach(handle, time);
         live.Processes.Add(process);
+        // Every surface (exec, processes, E2B Connect, code interpreter) starts here: one audit hook, queued, no I/O.
+        audit.Record(live.Record.TeamId, "process.start", live.Record.Id, $"pid={process.Pid} user={user.Name} cmd={string.Join(' ', request.Argv)}");
         _ = process.Completion.ContinueWith(_ => live.Processes.OnFinished(process), TaskScheduler.Default);
         return process;
     }

@@ -16,4 +16,7 @@ internal sealed record CreateSandboxRequest
     public int? MemoryMb { get; init; }
 
     public int? DiskMb { get; init; }
+
+    /// <summary>Network mode and rules; null is <see cref="NetworkConfig.Default"/> (mode none).</summary>
+    public NetworkConfig? Network { get; init; }
 }

@@ -34,4 +34,7 @@ internal sealed class SandboxOptions
 
     /// <summary>Finished processes kept per sandbox for re-attach.</summary>
     public int FinishedProcessesKept { get; set; } = 128;
+
+    /// <summary>Sandboxes of the default shape kept started ahead of time (warm pool); 0 turns the pool off.</summary>
+    public int WarmPoolSize { get; set; } = 4;
 }

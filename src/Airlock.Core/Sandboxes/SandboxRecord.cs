@@ -30,6 +30,15 @@ internal sealed class SandboxRecord
     public int InitPid { get; set; }
 
     public long InitStartTime { get; set; }
+
+    /// <summary>Network mode and egress rules (docs/networking.md); changeable while running.</summary>
+    public NetworkConfig Network { get; set; } = NetworkConfig.Default;
+
+    /// <summary>Set when public traffic is off: port exposure then requires it (E2B <c>trafficAccessToken</c>).</summary>
+    public string? TrafficAccessToken { get; set; }
+
+    /// <summary>The team that owns the sandbox: only its callers see it (docs/architecture.md, "Tenancy").</summary>
+    public string TeamId { get; init; } = "";
 }
 
 internal enum SandboxState
@@ -39,4 +48,6 @@ internal enum SandboxState
     Running,
     /// <summary>Being destroyed. Recovery finishes the job.</summary>
     Stopping,
+    /// <summary>Started ahead of time in the warm pool, not yet claimed: invisible, and reaped by recovery.</summary>
+    Pooled,
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Airlock.Core.Runtime;
 using Airlock.Core.Templates;
+using Airlock.Core.Tenancy;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -14,7 +15,11 @@ namespace Airlock.Core.Sandboxes;
 internal sealed partial class SandboxService(
     ISandboxStore store,
     ISandboxRuntime runtime,
+    ISandboxNetwork network,
     TemplateService templates,
+    WarmPool warmPool,
+    QuotaLedger quotas,
+    AuditLog audit,
     IOptions<SandboxOptions> options,
     TimeProvider time,
     ILogger<SandboxService> logger)
@@ -38,10 +43,19 @@ internal sealed partial class SandboxService(
             Require(key.Length > 0 && !key.Contains('=') && !key.Contains('\0'), $"env name '{key}' is invalid");
         }
 
+        // Tenancy: the sandbox is the caller's team's, within its quotas (held until it is tracked).
+        var teamId = Caller.Current?.TeamId ?? throw new AirlockException("unauthorized", 401, "no team to create the sandbox for");
+        using var reservation = await quotas.ReserveAsync(teamId, cpus, memory, timeout, cancellationToken).ConfigureAwait(false);
+
+        var networkConfig = request.Network ?? NetworkConfig.Default;
+        networkConfig.Validate();
+        // The default shape comes from the warm pool when one is ready (docs/performance.md). Nothing
+        // may throw between the take and the claim: a taken sandbox must be claimed or discarded.
+        var pooled = warmPool.TryTake(template, cpus, memory, disk);
         var now = time.GetUtcNow();
         var record = new SandboxRecord
         {
-            Id = NewId(),
+            Id = pooled?.Record.Id ?? NewId(),
             Template = template.Spec.Name,
             State = SandboxState.Starting,
             CreatedAt = now,
@@ -52,7 +66,15 @@ internal sealed partial class SandboxService(
             MemoryMb = memory,
             DiskMb = disk,
             AccessToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
+            TeamId = teamId,
+            Network = networkConfig,
+            TrafficAccessToken = networkConfig.AllowPublicTraffic ? null : Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
         };
+
+        if (pooled is not null)
+        {
+            return await WithNetworkAsync(await ClaimAsync(record, pooled).ConfigureAwait(false)).ConfigureAwait(false);
+        }
 
         // The record goes first: if this process dies mid-create, recovery finds it and reaps what was made.
         await store.InsertAsync(record, cancellationToken).ConfigureAwait(false);
@@ -72,15 +94,107 @@ internal sealed partial class SandboxService(
         await store.UpdateAsync(record, cancellationToken).ConfigureAwait(false);
         var live = Register(record, sandbox, template.Spec);
         LogCreated(record.Id, record.Template);
+        audit.Record(record.TeamId, "sandbox.create", record.Id, $"template={record.Template} cpus={record.Cpus} memoryMb={record.MemoryMb} diskMb={record.DiskMb} expiresAt={record.ExpiresAt:O}");
+        return await WithNetworkAsync(live).ConfigureAwait(false);
+    }
+
+    /// <summary>Brings a new sandbox's network up (docs/networking.md); a sandbox whose network fails is killed.</summary>
+    private async Task<LiveSandbox> WithNetworkAsync(LiveSandbox live)
+    {
+        if (live.Record.Network.Mode == NetworkMode.None)
+        {
+            return live;
+        }
+
+        try
+        {
+            WriteResolvConf(live, await network.ApplyAsync(live.Record, live.Record.Network, CancellationToken.None).ConfigureAwait(false));
+            return live;
+        }
+        catch
+        {
+            await StopAsync(live, "network setup failed").ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Changes a running sandbox's network mode and rules (every API's network update comes here).</summary>
+    public async Task SetNetworkAsync(string id, NetworkConfig config, CancellationToken cancellationToken = default)
+    {
+        config.Validate();
+        var live = Get(id);
+        WriteResolvConf(live, await network.ApplyAsync(live.Record, config, cancellationToken).ConfigureAwait(false));
+        live.Record.Network = config;
+        if (config.AllowPublicTraffic)
+        {
+            live.Record.TrafficAccessToken = null;
+        }
+        else
+        {
+            live.Record.TrafficAccessToken ??= Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+        }
+
+        await store.UpdateAsync(live.Record, cancellationToken).ConfigureAwait(false);
+        audit.Record(live.Record.TeamId, "sandbox.network", id, $"mode={config.Mode}");
+    }
+
+    /// <summary>Points the sandbox's resolver at its DNS forwarder, through its own file system.</summary>
+    private static void WriteResolvConf(LiveSandbox live, string? nameserver)
+    {
+        if (nameserver is null)
+        {
+            return;
+        }
+
+        using var stream = live.Runtime.FileSystem.OpenWrite("/etc/resolv.conf", new SandboxUser("root", 0, 0, "/root"));
+        stream.Write(System.Text.Encoding.ASCII.GetBytes($"nameserver {nameserver}\n"));
+    }
+
+    /// <summary>Bytes the sandbox sent and received (egress and port exposure): the metering hook.</summary>
+    public NetworkUsage GetNetworkUsage(string id) => network.GetUsage(Get(id).Record);
+
+    /// <summary>
+    /// Makes a pooled sandbox this request's: its record is replaced by <paramref name="record"/>
+    /// (metadata, env, and the TTL starting now) in state Running. A crash between the two writes
+    /// leaves a sandbox no record owns, which recovery's sweep removes.
+    /// </summary>
+    private async Task<LiveSandbox> ClaimAsync(SandboxRecord record, PooledSandbox pooled)
+    {
+        record.State = SandboxState.Running;
+        record.InitPid = pooled.Record.InitPid;
+        record.InitStartTime = pooled.Record.InitStartTime;
+        try
+        {
+            await store.DeleteAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
+            await store.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            await warmPool.DiscardAsync(pooled).ConfigureAwait(false);
+            throw;
+        }
+
+        var live = Register(record, pooled.Sandbox, pooled.Template.Spec);
+        LogCreated(record.Id, record.Template);
+        audit.Record(record.TeamId, "sandbox.create", record.Id, $"template={record.Template} cpus={record.Cpus} memoryMb={record.MemoryMb} diskMb={record.DiskMb} expiresAt={record.ExpiresAt:O}");
         return live;
     }
 
+    /// <summary>
+    /// A running sandbox the current caller may see (<see cref="Caller.Current"/>: its team's, or the
+    /// one its sandbox token names). Any other id, another team's included, is "not found" (never
+    /// 403); no caller sees nothing. Every surface reaches sandboxes through here.
+    /// </summary>
     public LiveSandbox Get(string id) =>
-        _live.TryGetValue(id, out var live) && live.Record.State == SandboxState.Running ? live : throw AirlockException.NotFound($"sandbox '{id}'");
+        _live.TryGetValue(id, out var live) && live.Record.State == SandboxState.Running && Caller.Current?.CanAccess(id, live.Record.TeamId) == true
+            ? live
+            : throw AirlockException.NotFound($"sandbox '{id}'");
 
+    /// <summary>The running sandboxes the current caller may see (see <see cref="Get"/>).</summary>
     public IReadOnlyList<LiveSandbox> List(IReadOnlyDictionary<string, string>? metadataFilter = null) =>
         _live.Values
             .Where(s => s.Record.State == SandboxState.Running)
+            .Where(s => Caller.Current?.CanAccess(s.Record.Id, s.Record.TeamId) == true)
             .Where(s => metadataFilter is null || metadataFilter.All(f => s.Record.Metadata.TryGetValue(f.Key, out var v) && v == f.Value))
             .OrderBy(s => s.Record.CreatedAt)
             .ToList();
@@ -90,9 +204,11 @@ internal sealed partial class SandboxService(
     {
         Require(timeoutSeconds is >= 1 && timeoutSeconds <= _options.MaxTimeoutSeconds, $"timeoutSeconds must be between 1 and {_options.MaxTimeoutSeconds}");
         var live = Get(id);
+        await quotas.CheckTimeoutAsync(live.Record.TeamId, timeoutSeconds, cancellationToken).ConfigureAwait(false);
         live.Record.ExpiresAt = time.GetUtcNow().AddSeconds(timeoutSeconds);
         await store.UpdateAsync(live.Record, cancellationToken).ConfigureAwait(false);
         ScheduleExpiry(live);
+        audit.Record(live.Record.TeamId, "sandbox.timeout", id, $"timeoutSeconds={timeoutSeconds}");
     }
 
     /// <summary>The sandbox's resource use now (every API's metrics come from here).</summary>
@@ -101,7 +217,27 @@ internal sealed partial class SandboxService(
     public async Task KillAsync(string id, CancellationToken cancellationToken = default)
     {
         var live = Get(id);
+        audit.Record(live.Record.TeamId, "sandbox.kill", id);
         await StopAsync(live, "killed").ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Unscoped, for the server itself and the sandbox-token surfaces only (they find a sandbox by
+    /// its token or signature, then check it): every running sandbox of every team.
+    /// </summary>
+    public IReadOnlyList<LiveSandbox> ListAllUnscoped() =>
+        _live.Values.Where(s => s.Record.State == SandboxState.Running).ToList();
+
+    /// <summary>Unscoped existence check for the server's own sweeps.</summary>
+    public bool IsRunningUnscoped(string id) => _live.TryGetValue(id, out var live) && live.Record.State == SandboxState.Running;
+
+    /// <summary>Unscoped stop for the server itself (quota enforcement), with the reason logged.</summary>
+    public async Task StopUnscopedAsync(string id, string reason)
+    {
+        if (_live.TryGetValue(id, out var live))
+        {
+            await StopAsync(live, reason).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -130,8 +266,21 @@ internal sealed partial class SandboxService(
             var spec = templates.Specs.FirstOrDefault(t => t.Name == record.Template);
             if (sandbox is not null && spec is not null)
             {
-                Register(record, sandbox, spec);
+                var live = Register(record, sandbox, spec);
                 adopted++;
+                if (record.Network.Mode != NetworkMode.None)
+                {
+                    try
+                    {
+                        // Rules survive in the kernel; the DNS forwarder and the server's own state do not.
+                        WriteResolvConf(live, await network.ApplyAsync(record, record.Network, cancellationToken).ConfigureAwait(false));
+                    }
+                    catch (Exception ex)
+                    {
+                        LogAdoptFailed(record.Id, ex);
+                        await StopAsync(live, "network could not be restored").ConfigureAwait(false);
+                    }
+                }
             }
             else
             {
@@ -147,12 +296,14 @@ internal sealed partial class SandboxService(
         }
 
         await runtime.SweepAsync(_live.Keys.ToHashSet(StringComparer.Ordinal), cancellationToken).ConfigureAwait(false);
+        await network.SweepAsync(_live.Keys.ToHashSet(StringComparer.Ordinal), cancellationToken).ConfigureAwait(false);
         LogRecovered(adopted, reaped);
     }
 
     private LiveSandbox Register(SandboxRecord record, IRuntimeSandbox sandbox, TemplateSpec spec)
     {
         var live = new LiveSandbox(record, sandbox, spec, _options.FinishedProcessesKept);
+        quotas.Track(record);
         _live[record.Id] = live;
         ScheduleExpiry(live);
         // The init can die on its own (OOM killer, a host admin): clean up after it too.
@@ -193,6 +344,7 @@ internal sealed partial class SandboxService(
             await store.UpdateAsync(live.Record).ConfigureAwait(false);
             await live.Runtime.DisposeAsync().ConfigureAwait(false);
             await runtime.DestroyAsync(live.Record.Id).ConfigureAwait(false);
+            await network.RemoveAsync(live.Record.Id).ConfigureAwait(false);
             await store.DeleteAsync(live.Record.Id).ConfigureAwait(false);
             LogStopped(live.Record.Id, reason);
         }
@@ -203,6 +355,7 @@ internal sealed partial class SandboxService(
         }
         finally
         {
+            quotas.Untrack(live.Record);
             _live.TryRemove(new KeyValuePair<string, LiveSandbox>(live.Record.Id, live));
         }
     }
@@ -216,7 +369,7 @@ internal sealed partial class SandboxService(
     }
 
     /// <summary>20 characters of [a-z0-9], like E2B's ids: safe in host names and paths.</summary>
-    private static string NewId() => RandomNumberGenerator.GetString("abcdefghijklmnopqrstuvwxyz0123456789", 20);
+    internal static string NewId() => RandomNumberGenerator.GetString("abcdefghijklmnopqrstuvwxyz0123456789", 20);
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "sandbox {Id} created from {Template}")]
     private partial void LogCreated(string id, string template);

@@ -39,6 +39,98 @@ internal static class Migrations
         """,
         // 2: the E2B per-sandbox access token.
         "ALTER TABLE sandboxes ADD COLUMN access_token TEXT NOT NULL DEFAULT ''",
+        // 3: network mode and rules (JSON text; '' is the default, mode none) and the traffic access token.
+        """
+        ALTER TABLE sandboxes ADD COLUMN network TEXT NOT NULL DEFAULT '';
+        ALTER TABLE sandboxes ADD COLUMN traffic_access_token TEXT NULL;
+        """,
+        // 4: tenancy (docs/architecture.md, "Tenancy"): teams and their quota overrides, API keys
+        // (SHA-256 hashes), users, memberships, sessions, invitations, monthly usage, the audit log,
+        // and the team of every sandbox (existing ones belong to the first team, "default").
+        """
+        CREATE TABLE IF NOT EXISTS teams (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            max_concurrent_sandboxes INTEGER NULL,
+            max_cpus INTEGER NULL,
+            max_memory_mb INTEGER NULL,
+            max_timeout_seconds INTEGER NULL,
+            monthly_sandbox_hours DOUBLE PRECISION NULL,
+            requests_per_minute INTEGER NULL
+        );
+        CREATE TABLE IF NOT EXISTS api_keys (
+            id TEXT PRIMARY KEY,
+            team_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            instance_admin INTEGER NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL,
+            created_by TEXT NULL,
+            expires_at BIGINT NULL,
+            last_used_at BIGINT NULL,
+            revoked_at BIGINT NULL
+        );
+        CREATE INDEX IF NOT EXISTS api_keys_team ON api_keys (team_id);
+        CREATE TABLE IF NOT EXISTS users (
+            id TEXT PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            name TEXT NULL,
+            password_hash TEXT NOT NULL,
+            instance_admin INTEGER NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS team_members (
+            team_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (team_id, user_id)
+        );
+        CREATE TABLE IF NOT EXISTS sessions (
+            hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            csrf_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS invitations (
+            id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,
+            team_id TEXT NOT NULL,
+            email TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_by TEXT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            accepted_at BIGINT NULL
+        );
+        CREATE TABLE IF NOT EXISTS team_usage (
+            team_id TEXT NOT NULL,
+            month TEXT NOT NULL,
+            sandbox_ms BIGINT NOT NULL,
+            PRIMARY KEY (team_id, month)
+        );
+        CREATE TABLE IF NOT EXISTS audit_events (
+            id {identity},
+            team_id TEXT NOT NULL,
+            at BIGINT NOT NULL,
+            actor_type TEXT NOT NULL,
+            actor_id TEXT NOT NULL,
+            actor_label TEXT NULL,
+            action TEXT NOT NULL,
+            target TEXT NULL,
+            detail TEXT NULL,
+            remote_address TEXT NULL
+        );
+        CREATE INDEX IF NOT EXISTS audit_events_team ON audit_events (team_id, id);
+        ALTER TABLE sandboxes ADD COLUMN team_id TEXT NOT NULL DEFAULT 'default';
+        """,
+        // The node (server) that runs the sandbox: servers sharing one PostgreSQL each own theirs.
+        "ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT ''",
     ];
 
     public static string Render(string sql, SqlDialect dialect) => dialect switch

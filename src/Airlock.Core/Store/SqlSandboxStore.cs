@@ -7,9 +7,11 @@ namespace Airlock.Core.Store;
 
 /// <summary>
 /// Sandboxes and templates in the <see cref="Database"/> (SQLite or PostgreSQL, the same SQL).
-/// Times are stored as unix milliseconds, maps as JSON text.
+/// Times are stored as unix milliseconds, maps as JSON text. Each sandbox row names the node (server)
+/// that runs it: several servers may share one PostgreSQL, and each lists, recovers and reaps only
+/// its own sandboxes.
 /// </summary>
-internal sealed class SqlSandboxStore(Database database) : ISandboxStore
+internal sealed class SqlSandboxStore(Database database, string node = "") : ISandboxStore
 {
     public Task InitializeAsync(CancellationToken cancellationToken = default) => Migrations.ApplyAsync(database, cancellationToken);
 
@@ -18,17 +20,17 @@ internal sealed class SqlSandboxStore(Database database) : ISandboxStore
         await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         await connection.ExecuteAsync(
             """
-            INSERT INTO sandboxes (id, template, state, created_at, expires_at, metadata, env, cpus, memory_mb, disk_mb, init_pid, init_start_time, access_token)
-            VALUES (@Id, @Template, @State, @CreatedAt, @ExpiresAt, @Metadata, @Env, @Cpus, @MemoryMb, @DiskMb, @InitPid, @InitStartTime, @AccessToken)
+            INSERT INTO sandboxes (node, id, template, state, created_at, expires_at, metadata, env, cpus, memory_mb, disk_mb, init_pid, init_start_time, access_token, network, traffic_access_token, team_id)
+            VALUES (@Node, @Id, @Template, @State, @CreatedAt, @ExpiresAt, @Metadata, @Env, @Cpus, @MemoryMb, @DiskMb, @InitPid, @InitStartTime, @AccessToken, @Network, @TrafficAccessToken, @TeamId)
             """,
-            Row.From(record)).ConfigureAwait(false);
+            Row.From(record, node)).ConfigureAwait(false);
     }
 
     public async Task UpdateAsync(SandboxRecord record, CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         await connection.ExecuteAsync(
-            "UPDATE sandboxes SET state = @State, expires_at = @ExpiresAt, init_pid = @InitPid, init_start_time = @InitStartTime WHERE id = @Id",
+            "UPDATE sandboxes SET state = @State, expires_at = @ExpiresAt, init_pid = @InitPid, init_start_time = @InitStartTime, network = @Network, traffic_access_token = @TrafficAccessToken WHERE id = @Id",
             Row.From(record)).ConfigureAwait(false);
     }
 
@@ -48,7 +50,7 @@ internal sealed class SqlSandboxStore(Database database) : ISandboxStore
     public async Task<IReadOnlyList<SandboxRecord>> ListAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
-        var rows = await connection.QueryAsync<Row>(Row.Select + " ORDER BY created_at").ConfigureAwait(false);
+        var rows = await connection.QueryAsync<Row>(Row.Select + " WHERE node = @node OR node = '' ORDER BY created_at", new { node }).ConfigureAwait(false);
         return rows.Select(r => r.ToRecord()).ToList();
     }
 
@@ -76,7 +78,7 @@ internal sealed class SqlSandboxStore(Database database) : ISandboxStore
 
     private sealed class Row
     {
-        public const string Select = "SELECT id AS Id, template AS Template, state AS State, created_at AS CreatedAt, expires_at AS ExpiresAt, metadata AS Metadata, env AS Env, cpus AS Cpus, memory_mb AS MemoryMb, disk_mb AS DiskMb, init_pid AS InitPid, init_start_time AS InitStartTime, access_token AS AccessToken FROM sandboxes";
+        public const string Select = "SELECT id AS Id, template AS Template, state AS State, created_at AS CreatedAt, expires_at AS ExpiresAt, metadata AS Metadata, env AS Env, cpus AS Cpus, memory_mb AS MemoryMb, disk_mb AS DiskMb, init_pid AS InitPid, init_start_time AS InitStartTime, access_token AS AccessToken, network AS Network, traffic_access_token AS TrafficAccessToken, team_id AS TeamId FROM sandboxes";
 
         public string Id { get; set; } = "";
 
@@ -104,8 +106,17 @@ internal sealed class SqlSandboxStore(Database database) : ISandboxStore
 
         public string AccessToken { get; set; } = "";
 
-        public static Row From(SandboxRecord r) => new()
+        public string Network { get; set; } = "";
+
+        public string? TrafficAccessToken { get; set; }
+
+        public string TeamId { get; set; } = "";
+
+        public string Node { get; set; } = "";
+
+        public static Row From(SandboxRecord r, string node = "") => new()
         {
+            Node = node,
             Id = r.Id,
             Template = r.Template,
             State = r.State.ToString(),
@@ -119,6 +130,9 @@ internal sealed class SqlSandboxStore(Database database) : ISandboxStore
             InitPid = r.InitPid,
             InitStartTime = r.InitStartTime,
             AccessToken = r.AccessToken,
+            Network = JsonSerializer.Serialize(r.Network, CoreJsonContext.Default.NetworkConfig),
+            TrafficAccessToken = r.TrafficAccessToken,
+            TeamId = r.TeamId,
         };
 
         public SandboxRecord ToRecord() => new()
@@ -136,6 +150,9 @@ internal sealed class SqlSandboxStore(Database database) : ISandboxStore
             InitPid = InitPid,
             InitStartTime = InitStartTime,
             AccessToken = AccessToken,
+            Network = Network.Length == 0 ? NetworkConfig.Default : JsonSerializer.Deserialize(Network, CoreJsonContext.Default.NetworkConfig) ?? NetworkConfig.Default,
+            TrafficAccessToken = TrafficAccessToken,
+            TeamId = TeamId,
         };
     }
 }

@@ -8,8 +8,8 @@ namespace Airlock.Server.E2b;
 /// The edge (spec §2.3). A request for a sandbox — header <c>E2b-Sandbox-Id</c> (+ <c>E2b-Sandbox-Port</c>),
 /// or Host <c>&lt;port&gt;-&lt;id&gt;.&lt;domain&gt;</c> — is rewritten to the internal path
 /// <c>/_sandbox/&lt;port&gt;/&lt;original path&gt;</c> so that plain endpoint routing serves it: port
-/// 49983 is envd (files, process and filesystem RPCs), 49999 the code interpreter. Everything
-/// else is the control plane. The internal prefix is refused from outside.
+/// 49983 is envd (files, process and filesystem RPCs), 49999 the code interpreter; any other
+/// port goes to the port proxy. Everything else is the control plane. The internal prefix is refused from outside.
 /// </summary>
 internal sealed partial class SandboxRouting(IOptions<E2bOptions> options, Envd.EnvdFileSignatures signatures)
 {
@@ -17,6 +17,7 @@ internal sealed partial class SandboxRouting(IOptions<E2bOptions> options, Envd.
     public const int EnvdPort = 49983;
     public const int CodeInterpreterPort = 49999;
     private const string SandboxKey = "airlock.sandbox";
+    private const string ProxyPortKey = "airlock.proxy.port";
 
     public async Task HandleAsync(HttpContext context, Func<Task> next)
     {
@@ -60,20 +61,18 @@ internal sealed partial class SandboxRouting(IOptions<E2bOptions> options, Envd.
 
         if (port is not (EnvdPort or CodeInterpreterPort))
         {
-            // Ports a process opens inside the sandbox are not reachable yet (sandboxes have no
-            // network until the networking issue adds port exposure); answer as upstream does for
-            // a port nothing listens on, in its JSON shape.
-            context.Response.StatusCode = 502;
-            context.Response.ContentType = "application/json";
-            await context.Response.WriteAsync(
-                $"{{\"message\":\"The sandbox is running but port is not open\",\"sandboxId\":\"{id}\",\"port\":{port},\"code\":502}}").ConfigureAwait(false);
-            return;
+            // Any other port is a server inside the sandbox: the port proxy takes the request after
+            // authentication (docs/networking.md).
+            context.Items[ProxyPortKey] = port;
         }
 
         context.Items[SandboxKey] = id;
         request.Path = $"{Prefix}/{port}{request.Path}";
         await next().ConfigureAwait(false);
     }
+
+    /// <summary>The sandbox port this request goes to through the port proxy, if any.</summary>
+    public static int? ProxyPort(HttpContext context) => context.Items.TryGetValue(ProxyPortKey, out var port) ? (int?)port : null;
 
     /// <summary>The sandbox id the edge routed this request to.</summary>
     public static string SandboxId(HttpContext context) => (string)context.Items[SandboxKey]!;

@@ -13,9 +13,36 @@ internal sealed record SandboxDto(
     int Cpus,
     int MemoryMb,
     int DiskMb,
-    string EnvdAccessToken);
+    string? EnvdAccessToken)
+{
+    /// <summary>Mode and rules (docs/networking.md).</summary>
+    public NetworkDto? Network { get; init; }
 
-internal sealed record SandboxMetricsDto(long MemoryUsedBytes, long MemoryLimitBytes, long DiskUsedBytes, long DiskTotalBytes);
+    /// <summary>Required as <c>e2b-traffic-access-token</c> on port-exposure requests when public traffic is off.</summary>
+    public string? TrafficAccessToken { get; init; }
+}
+
+internal sealed record NetworkDto(string Mode, List<string> Allow, List<string> Deny, bool AllowPublicTraffic);
+
+/// <summary>The network mode and rules as sent on create and <c>PUT /v1/sandboxes/{id}/network</c>; absent fields take the defaults.</summary>
+internal sealed record NetworkBody(string? Mode, List<string>? Allow, List<string>? Deny, bool? AllowPublicTraffic);
+
+internal sealed record SandboxMetricsDto(long MemoryUsedBytes, long MemoryLimitBytes, long DiskUsedBytes, long DiskTotalBytes)
+{
+    /// <summary>Bytes the sandbox sent: egress over its veth plus port-exposure responses.</summary>
+    public long NetworkSentBytes { get; init; }
+
+    /// <summary>Bytes the sandbox received: egress replies plus port-exposure requests.</summary>
+    public long NetworkReceivedBytes { get; init; }
+
+    public long EgressSentBytes { get; init; }
+
+    public long EgressReceivedBytes { get; init; }
+
+    public long ProxySentBytes { get; init; }
+
+    public long ProxyReceivedBytes { get; init; }
+}
 
 internal sealed record CreateSandboxBody(
     string? Template,
@@ -24,7 +51,10 @@ internal sealed record CreateSandboxBody(
     Dictionary<string, string>? Env,
     int? Cpus,
     int? MemoryMb,
-    int? DiskMb);
+    int? DiskMb)
+{
+    public NetworkBody? Network { get; init; }
+}
 
 internal sealed record TimeoutBody(int? TimeoutSeconds);
 
@@ -106,7 +136,9 @@ internal sealed record ProblemDto(
     string Title,
     int Status,
     string Detail,
-    string Code);
+    string Code,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Limit = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? Value = null);
 
 internal sealed record SseData(string Data);
 
@@ -162,6 +194,8 @@ internal sealed class SignalConverter : JsonConverter<JsonElementOrString>
 [JsonSerializable(typeof(SandboxMetricsDto))]
 [JsonSerializable(typeof(CreateSandboxBody))]
 [JsonSerializable(typeof(TimeoutBody))]
+[JsonSerializable(typeof(NetworkBody))]
+[JsonSerializable(typeof(NetworkDto))]
 [JsonSerializable(typeof(ExecBody))]
 [JsonSerializable(typeof(ExecResultDto))]
 [JsonSerializable(typeof(StartProcessBody))]

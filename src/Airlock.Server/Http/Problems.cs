@@ -7,7 +7,7 @@ namespace Airlock.Server.Http;
 /// <summary>Every error leaves as a ProblemDetails with a stable <c>code</c>; nothing leaves as a bare 500.</summary>
 internal static partial class Problems
 {
-    public static async Task WriteAsync(HttpContext context, int status, string code, string detail)
+    public static async Task WriteAsync(HttpContext context, int status, string code, string detail, string? limit = null, double? value = null, int? retryAfter = null)
     {
         if (context.Response.HasStarted)
         {
@@ -17,7 +17,13 @@ internal static partial class Problems
         context.Response.Clear();
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/problem+json";
-        var problem = new ProblemDto($"https://airlock.dev/errors/{code}", Title(status), status, detail, code);
+        if (retryAfter is { } seconds)
+        {
+            context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        // Quota refusals name the limit and its value (docs/api.md, "Quotas").
+        var problem = new ProblemDto($"https://airlock.dev/errors/{code}", Title(status), status, detail, code, limit, value);
         await JsonSerializer.SerializeAsync(context.Response.Body, problem, ApiJsonContext.Default.ProblemDto, context.RequestAborted).ConfigureAwait(false);
     }
 
@@ -33,7 +39,7 @@ internal static partial class Problems
         }
         catch (AirlockException ex)
         {
-            await WriteAsync(context, ex.Status, ex.Code, ex.Message).ConfigureAwait(false);
+            await WriteAsync(context, ex.Status, ex.Code, ex.Message, ex.Limit, ex.Value).ConfigureAwait(false);
         }
         catch (BadHttpRequestException ex)
         {

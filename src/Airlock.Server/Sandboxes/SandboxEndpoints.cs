@@ -15,6 +15,7 @@ internal static class SandboxEndpoints
         group.MapDelete("/{id}", KillAsync);
         group.MapPost("/{id}/timeout", SetTimeoutAsync);
         group.MapGet("/{id}/metrics", Metrics);
+        group.MapPut("/{id}/network", SetNetworkAsync);
         return app;
     }
 
@@ -31,6 +32,7 @@ internal static class SandboxEndpoints
                 Cpus = body?.Cpus,
                 MemoryMb = body?.MemoryMb,
                 DiskMb = body?.DiskMb,
+                Network = body?.Network is { } network ? ToConfig(network) : null,
             },
             cancellationToken);
         return TypedResults.Json(ToDto(live.Record), ApiJsonContext.Default.SandboxDto, statusCode: 201);
@@ -76,9 +78,42 @@ internal static class SandboxEndpoints
     private static IResult Metrics(string id, SandboxService sandboxes)
     {
         var u = sandboxes.GetUsage(id);
-        return TypedResults.Json(new SandboxMetricsDto(u.MemoryUsed, u.MemoryLimit, u.DiskUsed, u.DiskTotal), ApiJsonContext.Default.SandboxMetricsDto);
+        var n = sandboxes.GetNetworkUsage(id);
+        return TypedResults.Json(
+            new SandboxMetricsDto(u.MemoryUsed, u.MemoryLimit, u.DiskUsed, u.DiskTotal)
+            {
+                NetworkSentBytes = n.SentBytes,
+                NetworkReceivedBytes = n.ReceivedBytes,
+                EgressSentBytes = n.EgressSentBytes,
+                EgressReceivedBytes = n.EgressReceivedBytes,
+                ProxySentBytes = n.ProxySentBytes,
+                ProxyReceivedBytes = n.ProxyReceivedBytes,
+            },
+            ApiJsonContext.Default.SandboxMetricsDto);
     }
 
+    private static async Task<IResult> SetNetworkAsync(string id, HttpRequest request, SandboxService sandboxes, CancellationToken cancellationToken)
+    {
+        var body = await JsonBody.RequireAsync(request, ApiJsonContext.Default.NetworkBody, cancellationToken);
+        await sandboxes.SetNetworkAsync(id, ToConfig(body), cancellationToken);
+        return TypedResults.NoContent();
+    }
+
+    public static NetworkConfig ToConfig(NetworkBody body) => new()
+    {
+        Mode = NetworkConfig.ParseMode(body.Mode),
+        Allow = body.Allow ?? [],
+        Deny = body.Deny ?? [],
+        AllowPublicTraffic = body.AllowPublicTraffic ?? true,
+    };
+
+    public static NetworkDto ToDto(NetworkConfig c) =>
+        new(c.Mode.ToString().ToLowerInvariant(), [.. c.Allow], [.. c.Deny], c.AllowPublicTraffic);
+
     public static SandboxDto ToDto(SandboxRecord r) => new(
-        r.Id, r.Template, r.State.ToString().ToLowerInvariant(), r.CreatedAt, r.ExpiresAt, r.Metadata, r.Cpus, r.MemoryMb, r.DiskMb, r.AccessToken);
+        r.Id, r.Template, r.State.ToString().ToLowerInvariant(), r.CreatedAt, r.ExpiresAt, r.Metadata, r.Cpus, r.MemoryMb, r.DiskMb, Core.Tenancy.Caller.SecretForWriters(r.AccessToken))
+    {
+        Network = ToDto(r.Network),
+        TrafficAccessToken = Core.Tenancy.Caller.SecretForWriters(r.TrafficAccessToken),
+    };
 }

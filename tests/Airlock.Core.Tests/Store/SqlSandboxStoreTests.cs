@@ -87,6 +87,24 @@ public sealed class SqlSandboxStoreTests
         Assert.Equal(Enumerable.Range(1, Migrations.All.Length), versions);
     }
 
+    [Theory]
+    [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
+    public async Task List_ServersSharingADatabase_SeeOnlyTheirOwnSandboxes(string kind)
+    {
+        // Recovery reaps every listed record it cannot adopt: listing a neighbour's would kill its sandboxes' records.
+        var ct = TestContext.Current.CancellationToken;
+        await using var db = await TestDatabase.CreateAsync(kind, ct);
+        var a = new SqlSandboxStore(db.Database, "node-a");
+        var b = new SqlSandboxStore(db.Database, "node-b");
+        await a.InitializeAsync(ct);
+        await b.InitializeAsync(ct);
+        await a.InsertAsync(Record("on-a"), ct);
+        await b.InsertAsync(Record("on-b"), ct);
+
+        Assert.Equal("on-a", Assert.Single(await a.ListAsync(ct)).Id);
+        Assert.Equal("on-b", Assert.Single(await b.ListAsync(ct)).Id);
+    }
+
     [Fact]
     public void PostgresUrl_ParsesUserPasswordHostPortDatabaseAndParameters()
     {

@@ -50,7 +50,7 @@ public sealed partial class AirlockServer : IAsyncDisposable
     public static string TemplatesDir => Environment.GetEnvironmentVariable("AIRLOCK_TEMPLATES") ?? Path.Combine(RepoRoot, "data", "templates");
 
     /// <summary>Starts a server; pass the data dir of a killed one to restart "the same" server.</summary>
-    public static async Task<AirlockServer> StartAsync(string? dataDir = null, CancellationToken cancellationToken = default)
+    public static async Task<AirlockServer> StartAsync(string? dataDir = null, CancellationToken cancellationToken = default, IReadOnlyDictionary<string, string>? environment = null)
     {
         var owns = dataDir is null;
         // Short: the sandboxes' unix sockets live under it (108-byte sun_path).
@@ -72,6 +72,11 @@ public sealed partial class AirlockServer : IAsyncDisposable
         start.Environment["AIRLOCK_TEMPLATES"] = TemplatesDir;
         start.Environment["AIRLOCK_BOOTSTRAP_API_KEY"] = ApiKey;
         start.Environment["Logging__LogLevel__Default"] = "Information";
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[key] = value;
+        }
+
         if (await TestPostgres.DatabaseUrlAsync(dataDir, cancellationToken) is { } database)
         {
             start.Environment["AIRLOCK_DATABASE"] = database;
@@ -180,8 +185,17 @@ public sealed partial class AirlockServer : IAsyncDisposable
                 // Best effort; the leak test checks the real thing.
             }
 
-            _process.Kill();
-            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            // SIGTERM: a graceful stop (the warm pool destroys its unclaimed sandboxes); SIGKILL if it hangs.
+            _ = Kill(_process.Id, 15);
+            try
+            {
+                await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(15));
+            }
+            catch (TimeoutException)
+            {
+                _process.Kill();
+                await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            }
         }
 
         Client?.Dispose();
@@ -189,6 +203,7 @@ public sealed partial class AirlockServer : IAsyncDisposable
         if (OwnsData)
         {
             await TestPostgres.DropAsync(DataDir);
+            RemoveParentCgroups(DataDir);
             try
             {
                 Directory.Delete(DataDir, recursive: true);
@@ -198,6 +213,34 @@ public sealed partial class AirlockServer : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Each data dir has its own parent cgroup <c>airlock-&lt;hash&gt;</c> in every hierarchy (RuntimeOptions);
+    /// a throwaway data dir's parent is removed with it, so test runs don't pile up empty cgroups.
+    /// rmdir fails on a parent that still holds a sandbox, which leaves the evidence for the leak tests.
+    /// </summary>
+    private static void RemoveParentCgroups(string dataDir)
+    {
+        var sandboxes = Path.Combine(Path.GetFullPath(dataDir), "sandboxes");
+        var name = "airlock-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(sandboxes)))[..8];
+        foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup").Prepend("/sys/fs/cgroup"))
+        {
+            var parent = Path.Combine(hierarchy, name);
+            try
+            {
+                if (Directory.Exists(parent))
+                {
+                    Directory.Delete(parent);
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
 
     private static string FindRepoRoot()
     {

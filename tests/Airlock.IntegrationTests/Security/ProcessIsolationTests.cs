@@ -37,7 +37,8 @@ public sealed class ProcessIsolationTests(ServerFixture fixture) : IClassFixture
         }
         finally
         {
-            host.Kill();
+            // The whole tree: killing only sh would leave its `sleep 1000` holding the runner's stdout.
+            host.Kill(entireProcessTree: true);
             await host.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
             await _client.DeleteSandboxAsync(id);
         }

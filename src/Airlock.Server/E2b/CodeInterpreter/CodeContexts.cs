@@ -115,11 +115,8 @@ internal sealed class CodeContexts(SandboxService sandboxes, ProcessService proc
     {
         foreach (var sandboxId in _bySandbox.Keys)
         {
-            try
-            {
-                sandboxes.Get(sandboxId);
-            }
-            catch (AirlockException ex) when (ex.Status == 404)
+            // Unscoped: this request's caller is one sandbox, and must not sweep the others' contexts.
+            if (!sandboxes.IsRunningUnscoped(sandboxId))
             {
                 _bySandbox.TryRemove(sandboxId, out _);
             }

@@ -36,6 +36,25 @@ internal sealed record NewSandboxBody
 
     [JsonPropertyName("allowInternetAccess")]
     public bool? AllowInternetAccessCamel { get; init; }
+
+    public E2bNetworkBody? Network { get; init; }
+}
+
+/// <summary>
+/// E2B's <c>network</c> on create and the body of <c>PUT /sandboxes/{id}/network</c>: egress
+/// rules (CIDRs, addresses, domain names; <c>0.0.0.0/0</c> is "all traffic") and, on create,
+/// whether port exposure is public. Other fields (egressProxy, rules, maskRequestHost) are ignored.
+/// </summary>
+internal sealed record E2bNetworkBody
+{
+    public List<string>? AllowOut { get; init; }
+
+    public List<string>? DenyOut { get; init; }
+
+    public bool? AllowPublicTraffic { get; init; }
+
+    [JsonPropertyName("allow_internet_access")]
+    public bool? AllowInternetAccess { get; init; }
 }
 
 /// <summary><c>ConnectSandbox</c> / <c>ConnectSandboxV2</c> and the deprecated resume body.</summary>
@@ -113,6 +132,7 @@ internal sealed record E2bErrorDto(int Code, string Message);
 [JsonSerializable(typeof(NewSandboxBody))]
 [JsonSerializable(typeof(ConnectBody))]
 [JsonSerializable(typeof(E2bTimeoutBody))]
+[JsonSerializable(typeof(E2bNetworkBody))]
 [JsonSerializable(typeof(E2bSandboxDto))]
 [JsonSerializable(typeof(E2bSandboxDetailDto))]
 [JsonSerializable(typeof(List<E2bListedSandboxDto>))]

@@ -39,6 +39,7 @@ internal static partial class ControlPlaneEndpoints
         group.MapGet("/sandboxes/{id}", Get);
         group.MapDelete("/sandboxes/{id}", KillAsync);
         group.MapPost("/sandboxes/{id}/timeout", SetTimeoutAsync);
+        group.MapPut("/sandboxes/{id}/network", SetNetworkAsync);
         group.MapGet("/sandboxes/{id}/metrics", Metrics);
         group.MapPost("/sandboxes/{id}/pause", Pause);
         group.MapPost("/sandboxes/{id}/resume", Resume);
@@ -51,7 +52,8 @@ internal static partial class ControlPlaneEndpoints
     {
         // The SDKs send only X-API-KEY to the control plane (spec §1).
         var key = context.HttpContext.Request.Headers["X-API-KEY"].ToString();
-        if (!auth.IsValid(key))
+        // The key was authenticated (and its scope and rate limit checked) by ApiKeyAuthentication.
+        if (!ApiKeyAuthentication.IsAuthenticated())
         {
             return Error(401, key.Length == 0 ? "missing API key: set the X-API-KEY header (E2B_API_KEY)" : "invalid API key");
         }
@@ -75,9 +77,11 @@ internal static partial class ControlPlaneEndpoints
             throw AirlockException.Invalid("templateID is required");
         }
 
-        // autoPause, secure and allow_internet_access are accepted and ignored: there is no pause yet,
-        // every sandbox gets an access token (the envd surface always checks it), and networking is
-        // decided by the server's configuration (docs/e2b.md).
+        // autoPause and secure are accepted and ignored: there is no pause yet, and every sandbox gets
+        // an access token (the envd surface always checks it). allow_internet_access and network map
+        // onto the Core network config (docs/networking.md).
+        var internet = body?.AllowInternetAccess ?? body?.AllowInternetAccessCamel;
+        var network = body?.Network;
         var live = await sandboxes.CreateAsync(
             new CreateSandboxRequest
             {
@@ -85,6 +89,14 @@ internal static partial class ControlPlaneEndpoints
                 TimeoutSeconds = body?.Timeout ?? defaultTimeout,
                 Metadata = body?.Metadata,
                 Env = body?.EnvVars ?? body?.EnvVarsSnake,
+                Network = internet is null && network is null ? null : new NetworkConfig
+                {
+                    // E2B: internet unless switched off; rules imply it.
+                    Mode = internet == false ? NetworkMode.None : NetworkMode.Internet,
+                    Allow = network?.AllowOut ?? [],
+                    Deny = network?.DenyOut ?? [],
+                    AllowPublicTraffic = network?.AllowPublicTraffic ?? true,
+                },
             },
             context.RequestAborted);
         return Json(ToSandbox(live, context, options), E2bControlPlaneJsonContext.Default.E2bSandboxDto, 201);
@@ -152,7 +164,7 @@ internal static partial class ControlPlaneEndpoints
         var live = sandboxes.Get(id);
         var r = live.Record;
         var detail = new E2bSandboxDetailDto(
-            r.Id, ClientId, r.Template, r.Template, options.Value.EnvdVersion, r.AccessToken, Domain(context, options.Value),
+            r.Id, ClientId, r.Template, r.Template, options.Value.EnvdVersion, Core.Tenancy.Caller.SecretForWriters(r.AccessToken), Domain(context, options.Value),
             r.CreatedAt, r.ExpiresAt, r.Cpus, r.MemoryMb, r.DiskMb, "running", r.Metadata,
             new E2bLifecycleDto("kill", false), []);
         return Json(detail, E2bControlPlaneJsonContext.Default.E2bSandboxDetailDto, 200);
@@ -224,7 +236,30 @@ internal static partial class ControlPlaneEndpoints
     }
 
     private static E2bSandboxDto ToSandbox(LiveSandbox live, HttpContext context, E2bOptions options) => new(
-        live.Record.Id, ClientId, live.Record.Template, live.Record.Template, options.EnvdVersion, live.Record.AccessToken, null, Domain(context, options));
+        live.Record.Id, ClientId, live.Record.Template, live.Record.Template, options.EnvdVersion, live.Record.AccessToken, live.Record.TrafficAccessToken, Domain(context, options));
+
+    /// <summary><c>PUT /sandboxes/{id}/network</c>: the same Core call as the native API's.</summary>
+    private static async Task<IResult> SetNetworkAsync(string id, HttpRequest request, SandboxService sandboxes, CancellationToken cancellationToken)
+    {
+        var body = await JsonBody.ReadAsync(request, E2bControlPlaneJsonContext.Default.E2bNetworkBody, cancellationToken);
+        var current = sandboxes.Get(id).Record.Network;
+        var hasRules = body?.AllowOut is not null || body?.DenyOut is not null;
+        await sandboxes.SetNetworkAsync(
+            id,
+            current with
+            {
+                Mode = body?.AllowInternetAccess switch
+                {
+                    false => NetworkMode.None,
+                    true => NetworkMode.Internet,
+                    null => hasRules ? NetworkMode.Internet : current.Mode,
+                },
+                Allow = body?.AllowOut ?? (hasRules ? [] : current.Allow),
+                Deny = body?.DenyOut ?? (hasRules ? [] : current.Deny),
+            },
+            cancellationToken);
+        return TypedResults.NoContent();
+    }
 
     private static E2bListedSandboxDto ToListed(LiveSandbox live, E2bOptions options)
     {

@@ -66,7 +66,8 @@ internal sealed class EnvdFileSignatures(SandboxService sandboxes, TimeProvider 
             return null;
         }
 
-        foreach (var sandbox in sandboxes.List())
+        // Before auth (the edge runs first) and across teams: the signature is the credential.
+        foreach (var sandbox in sandboxes.ListAllUnscoped())
         {
             if (IsValid(request, sandbox.Record.AccessToken))
             {
