@@ -154,9 +154,9 @@ internal sealed partial class SandboxService(
     public NetworkUsage GetNetworkUsage(string id) => network.GetUsage(Get(id).Record);
 
     /// <summary>
-    /// Makes a pooled sandbox this request's: its record is replaced by <paramref name="record"/>
-    /// (metadata, env, and the TTL starting now) in state Running. A crash between the two writes
-    /// leaves a sandbox no record owns, which recovery's sweep removes.
+    /// Makes a pooled sandbox this request's: its record is rewritten as <paramref name="record"/>
+    /// (team, metadata, env, and the TTL starting now) in state Running, in one statement, so a
+    /// crash leaves either a pooled record (reaped by recovery) or a running one (adopted).
     /// </summary>
     private async Task<LiveSandbox> ClaimAsync(SandboxRecord record, PooledSandbox pooled)
     {
@@ -165,8 +165,7 @@ internal sealed partial class SandboxService(
         record.InitStartTime = pooled.Record.InitStartTime;
         try
         {
-            await store.DeleteAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
-            await store.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
+            await store.UpdateAsync(record, CancellationToken.None).ConfigureAwait(false);
         }
         catch
         {

@@ -30,7 +30,13 @@ internal sealed class SqlSandboxStore(Database database, string node = "") : ISa
     {
         await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         await connection.ExecuteAsync(
-            "UPDATE sandboxes SET state = @State, expires_at = @ExpiresAt, init_pid = @InitPid, init_start_time = @InitStartTime, network = @Network, traffic_access_token = @TrafficAccessToken WHERE id = @Id",
+            // Every column but the key and the node: a warm-pool claim rewrites the whole record in one statement.
+            """
+            UPDATE sandboxes SET template = @Template, state = @State, created_at = @CreatedAt, expires_at = @ExpiresAt, metadata = @Metadata, env = @Env,
+                cpus = @Cpus, memory_mb = @MemoryMb, disk_mb = @DiskMb, init_pid = @InitPid, init_start_time = @InitStartTime, access_token = @AccessToken,
+                network = @Network, traffic_access_token = @TrafficAccessToken, team_id = @TeamId
+            WHERE id = @Id
+            """,
             Row.From(record)).ConfigureAwait(false);
     }
 

@@ -45,9 +45,11 @@ public sealed class SqlSandboxStoreTests
 
         got.State = SandboxState.Stopping;
         got.ExpiresAt = got.ExpiresAt.AddMinutes(1);
+        got.Metadata["k"] = "claimed"; // a warm-pool claim rewrites the whole record through UpdateAsync
         await store.UpdateAsync(got, ct);
         var updated = await store.GetAsync("one", ct);
         Assert.Equal(SandboxState.Stopping, updated!.State);
+        Assert.Equal("claimed", updated.Metadata["k"]);
         Assert.Equal(got.ExpiresAt, updated.ExpiresAt);
 
         await store.DeleteAsync("one", ct);
