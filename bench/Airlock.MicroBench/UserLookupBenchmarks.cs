@@ -12,8 +12,9 @@ namespace Airlock.MicroBench;
 /// <summary>
 /// LiveSandbox.ResolveUser, which runs on every exec/process start/file call: it reads and parses
 /// the sandbox's /etc/passwd (30 lines, as a Debian base image with a few packages). <c>Parse</c>
-/// serves the text from memory (the parse alone); <c>ReadAndParse</c> reads it through the real
-/// LinuxSandboxFileSystem (openat2 under a root fd) from a temp dir.
+/// serves the text from memory with no stamp (the parse alone, every call); <c>ReadAndParse</c> goes
+/// through the real LinuxSandboxFileSystem (openat2 under a root fd) from a temp dir: one statx, then
+/// the parsed file kept while the stamp is unchanged.
 /// </summary>
 [MemoryDiagnoser]
 public class UserLookupBenchmarks
@@ -101,10 +102,16 @@ public class UserLookupBenchmarks
     }
 }
 
-/// <summary>Only ReadSmallText is used by ResolveUser.</summary>
+/// <summary>Only ReadSmallText and GetStamp are used by ResolveUser; no stamp means no cache, so every call parses.</summary>
 internal sealed class FakeFileSystem(string passwd) : ISandboxFileSystem
 {
     public string? ReadSmallText(string path) => path == "/etc/passwd" ? passwd : null;
+
+    public FileStamp? GetStamp(string path) => null;
+
+    public ExecutableProbe? ProbeExecutable(string path) => throw new NotSupportedException();
+
+    public bool IsPhysicalDirectory(string path) => throw new NotSupportedException();
 
     public Stream OpenRead(string path) => throw new NotSupportedException();
 

@@ -69,7 +69,27 @@ internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxO
             // no_new_privs would stop the setuid sudo that E2B users rely on ("sudo apt-get ..."): user
             // processes may gain root through sudo only, and root keeps only the bounded capability set.
             NoNewPrivileges: user.IsRoot || !options.Value.AllowSudo);
-        var handle = await live.Runtime.SpawnAsync(request, process, cancellationToken).ConfigureAwait(false);
+        IProcessHandle? handle = null;
+        // `bash -c <plain words>` runs the program directly, as bash itself would exec it (DirectExec).
+        if (start.Cmd == "/bin/bash" && start.Args is ["-c", var line]
+            && DirectExec.Plan(line, env, cwd, user, live.Runtime.FileSystem) is { } direct)
+        {
+            var directRequest = request with
+            {
+                Argv = direct.Argv,
+                Env = [.. env.Concat(direct.Added).Select(e => $"{e.Key}={e.Value}")],
+            };
+            try
+            {
+                handle = await live.Runtime.SpawnAsync(directRequest, process, cancellationToken).ConfigureAwait(false);
+            }
+            catch (AirlockException)
+            {
+                // It did not exec (a missing ELF interpreter, an ACL): bash reports that its own way.
+            }
+        }
+
+        handle ??= await live.Runtime.SpawnAsync(request, process, cancellationToken).ConfigureAwait(false);
         process.Attach(handle, time);
         live.Processes.Add(process);
         // Every surface (exec, processes, E2B Connect, code interpreter) starts here: one audit hook, queued, no I/O.

@@ -314,6 +314,73 @@ internal sealed unsafe partial class LinuxSandboxFileSystem(int rootFd) : ISandb
         }
     }
 
+    public FileStamp? GetStamp(string path)
+    {
+        var fd = OpenAt2(_rootFd, Rel(path), O_PATH | O_CLOEXEC, 0, Resolve);
+        if (fd < 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            Statx st;
+            return statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &st) == 0
+                ? new FileStamp(st.Ino, st.Size, (st.Mtime.Sec * 1_000_000_000) + st.Mtime.Nsec, (st.Ctime.Sec * 1_000_000_000) + st.Ctime.Nsec)
+                : null;
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+
+    public ExecutableProbe? ProbeExecutable(string path)
+    {
+        // Opened for reading (the server is root; O_NONBLOCK so a FIFO cannot hang): 4 bytes tell #! or ELF.
+        var fd = OpenAt2(_rootFd, Rel(path), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0, Resolve);
+        if (fd < 0)
+        {
+            return Errno is ENOENT or ENOTDIR ? null : default(ExecutableProbe);
+        }
+
+        try
+        {
+            Statx st;
+            if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &st) != 0)
+            {
+                return default(ExecutableProbe);
+            }
+
+            var regular = (st.Mode & S_IFMT) == S_IFREG;
+            var known = false;
+            if (regular)
+            {
+                var magic = stackalloc byte[4];
+                var n = read(fd, magic, 4);
+                known = (n >= 2 && magic[0] == '#' && magic[1] == '!') || (n == 4 && magic[0] == 0x7F && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F');
+            }
+
+            return new ExecutableProbe(true, regular, st.Mode & 0xFFF, (int)st.Uid, (int)st.Gid, known, st.Ino);
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+
+    public bool IsPhysicalDirectory(string path)
+    {
+        var fd = OpenAt2(_rootFd, Rel(path), O_PATH | O_DIRECTORY | O_CLOEXEC, 0, ResolveBeneath);
+        if (fd < 0)
+        {
+            return false;
+        }
+
+        close(fd);
+        return true;
+    }
+
     /// <summary>
     /// A pty from the sandbox's own devpts (so the process sees /dev/pts/N inside), via
     /// TIOCGPTPEER so the slave is opened from the master, never by path.
