@@ -48,6 +48,12 @@ cleanup() {
   for f in "$WORK"/data/sandboxes/*/init.pid; do
     [ -f "$f" ] && kill -KILL "$(cut -d' ' -f1 "$f")" 2>/dev/null
   done
+  # ...and the run's cgroups: its parent is airlock-<sha256 of the sandboxes dir> in every hierarchy.
+  sleep 0.2
+  cg="airlock-$(printf '%s' "$WORK/data/sandboxes" | sha256sum | cut -c1-8)"
+  for d in /sys/fs/cgroup/"$cg" /sys/fs/cgroup/*/"$cg"; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
   crun --root "$WORK/crun-state" delete -f airlock-bench-crun >/dev/null 2>&1
   runc --root "$WORK/runc-state" delete -f airlock-bench-runc >/dev/null 2>&1
   mountpoint -q "$WORK/rootfs" && umount "$WORK/rootfs"

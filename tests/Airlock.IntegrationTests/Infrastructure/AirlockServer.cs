@@ -200,10 +200,12 @@ public sealed partial class AirlockServer : IAsyncDisposable
 
         Client?.Dispose();
         _process.Dispose();
+        // Also for a restarted "same" server: rmdir leaves a parent that still holds a sandbox, and
+        // a later server on this data dir makes it again.
+        RemoveParentCgroups(DataDir);
         if (OwnsData)
         {
             await TestPostgres.DropAsync(DataDir);
-            RemoveParentCgroups(DataDir);
             try
             {
                 Directory.Delete(DataDir, recursive: true);
