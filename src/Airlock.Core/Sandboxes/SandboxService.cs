@@ -135,7 +135,7 @@ internal sealed partial class SandboxService(
         }
 
         await store.UpdateAsync(live.Record, cancellationToken).ConfigureAwait(false);
-        audit.Record(live.Record.TeamId, "sandbox.network", id, $"mode={config.Mode}");
+        audit.Record(live.Record.TeamId, "sandbox.network", id, $"mode={config.Mode.ToString().ToLowerInvariant()}");
     }
 
     /// <summary>Points the sandbox's resolver at its DNS forwarder, through its own file system.</summary>
