@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/seccomp.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -410,7 +411,7 @@ static void do_spawn(int fd, uint32_t seq, size_t len, const int *fds, int nfds)
     }
     memcpy(a.fds, fds, sizeof a.fds);
     const char *step = "";
-    pid_t pid = spawn_start(&a, &filter, &step);
+    pid_t pid = spawn_start(&a, &step);
     spawn_args_free(&a);
     if (pid < 0) {
         reply_spawned(fd, seq, -pid, 0, step);
@@ -606,6 +607,27 @@ static _Noreturn void event_loop(int lfd)
 
 /* ---------------------------------------------------------------- process B: main */
 
+/* What every spawned process must not have, set once in B and inherited by each SPAWN child
+ * (which therefore neither loops over the bounding set nor compiles and loads a filter per exec).
+ * B keeps its effective capabilities (the bounding set only limits what an exec can gain), and
+ * needs none of the filtered syscalls after its setup. Loading a filter without no_new_privs
+ * needs CAP_SYS_ADMIN, which B holds. */
+static void harden(void)
+{
+    /* Loop until the kernel says the cap number is past its last one (EINVAL). */
+    for (int c = 0; c < 64; c++) {
+        if (SANDBOX_CAPS & CAPBIT(c))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break;
+            b_fail("capbset");
+        }
+    }
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) < 0)
+        b_fail("seccomp");
+}
+
 static _Noreturn void init_main(const struct config *c)
 {
     char root[PATH_MAX];
@@ -613,7 +635,15 @@ static _Noreturn void init_main(const struct config *c)
     /* SIGCHLD must not be ignored (children would be auto-reaped, EXIT lost) and is consumed
      * through a signalfd, so block it before any child can exist. SIGPIPE: belt and braces
      * next to MSG_NOSIGNAL. Children reset both. */
-    signal(SIGCHLD, SIG_DFL);
+    /* Dispositions are inherited across fork and (ignored ones) across exec, from A, the zygote
+     * and the server: start every spawned process from the defaults, so the SPAWN child only has
+     * to undo what B sets here (docs/init-protocol.md, SPAWN). EINVAL for SIGKILL/SIGSTOP and
+     * glibc's internal signals is expected. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        sigaction(s, &dfl, NULL);
     signal(SIGPIPE, SIG_IGN);
     sigset_t chld;
     sigemptyset(&chld);
@@ -657,6 +687,7 @@ static _Noreturn void init_main(const struct config *c)
         close(nul);
     close_others(lfd, ready_fd);
     scrub_cmdline(); /* c's strings are dead from here on */
+    harden();
 
     /* §1 step 7. After this write A exits and B is re-parented to the host's init. */
     if (write_all(ready_fd, "ok\n", 3) < 0)

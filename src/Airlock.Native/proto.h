@@ -62,8 +62,8 @@ struct spawn_args {
  * Returns 0 or an errno. */
 int spawn_parse(char *msg, size_t len, struct spawn_args *a);
 void spawn_args_free(struct spawn_args *a);
-/* Forks and execs; returns the pid, or -errno with *step naming what failed. Waits only until the
- * child has exec'd or failed. The caller still owns (and must close) a->fds. */
-pid_t spawn_start(const struct spawn_args *a, const struct sock_fprog *filter, const char **step);
+/* Starts the child and execs; returns the pid, or -errno with *step naming what failed. Returns
+ * once the child has exec'd or failed. The caller still owns (and must close) a->fds. */
+pid_t spawn_start(const struct spawn_args *a, const char **step);
 
 #endif

@@ -1,8 +1,10 @@
-/* SPAWN: parse the request, fork, and do in the child the steps .NET cannot do between fork and
- * exec (docs/init-protocol.md, "SPAWN"). */
+/* SPAWN: parse the request, start the child, and do in it the steps .NET cannot do between fork
+ * and exec (docs/init-protocol.md, "SPAWN"). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/securebits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,23 +12,18 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <grp.h>
-#include <linux/seccomp.h>
 
 #include "proto.h"
 
-extern char **environ;
-
-/* Steps the child reports on failure; the index travels on the pipe, the name in SPAWNED. */
+/* Steps the child reports on failure; the index travels in the shared report, the name in SPAWNED. */
 enum step {
-    ST_SETSID, ST_DUP2, ST_TIOCSCTTY, ST_CLOSE_RANGE, ST_SIGNALS, ST_CHDIR, ST_CAPBSET,
-    ST_SECCOMP, ST_SETGROUPS, ST_SETGID, ST_KEEPCAPS, ST_SETUID, ST_SECUREBITS, ST_CAPSET,
-    ST_AMBIENT, ST_NO_NEW_PRIVS, ST_EXEC, ST_COUNT
+    ST_SETSID, ST_DUP2, ST_TIOCSCTTY, ST_CLOSE_RANGE, ST_SIGNALS, ST_CHDIR, ST_SETGROUPS,
+    ST_SETGID, ST_KEEPCAPS, ST_SETUID, ST_SECUREBITS, ST_CAPSET, ST_AMBIENT, ST_NO_NEW_PRIVS,
+    ST_EXEC, ST_COUNT
 };
 static const char *const step_names[ST_COUNT] = {
-    "setsid", "dup2", "tiocsctty", "close_range", "signals", "chdir", "capbset",
-    "seccomp", "setgroups", "setgid", "keepcaps", "setuid", "securebits", "capset",
-    "ambient", "no_new_privs", "exec",
+    "setsid", "dup2", "tiocsctty", "close_range", "signals", "chdir", "setgroups",
+    "setgid", "keepcaps", "setuid", "securebits", "capset", "ambient", "no_new_privs", "exec",
 };
 
 /* Reads a NUL-terminated string at *off; returns NULL if it runs past the message. */
@@ -57,12 +54,13 @@ int spawn_parse(char *msg, size_t len, struct spawn_args *a)
     a->flags = r.flags;
     if (r.flags & ~(uint32_t)(SPAWN_PTY | SPAWN_ROOT_CAPS | SPAWN_NO_NEW_PRIVS))
         return EINVAL;
-    /* One allocation for both arrays; freed right after fork (the child has its own copy). */
-    char **v = malloc(((size_t)r.argc + 1 + (size_t)r.envc + 1) * sizeof(char *));
+    /* One allocation for both arrays, freed once the child has exec'd. argv has a spare slot in
+     * front: the ENOEXEC fallback runs "/bin/sh <path> <args...>" in place (see exec_path). */
+    char **v = malloc((1 + (size_t)r.argc + 1 + (size_t)r.envc + 1) * sizeof(char *));
     if (!v)
         return ENOMEM;
-    a->argv = v;
-    a->envp = v + r.argc + 1;
+    a->argv = v + 1;
+    a->envp = v + 1 + r.argc + 1;
     size_t off = sizeof r;
     if (!(a->cwd = take_string(msg, len, &off)))
         goto bad;
@@ -84,17 +82,19 @@ bad:
 
 void spawn_args_free(struct spawn_args *a)
 {
-    free(a->argv);
+    free(a->argv ? a->argv - 1 : NULL);
     a->argv = a->envp = NULL;
 }
 
-/* In the child: report (step, errno) to B and die. Never returns into B's event loop. */
-static _Noreturn void child_fail(int rep, int step)
+/* The child shares B's memory until it execs (CLONE_VM|CLONE_VFORK, as posix_spawn does): no
+ * page-table copy, and B sleeps until the exec (or the child's death) wakes it. A failing child
+ * leaves (step, errno) here and dies; B reads it once it runs again. */
+static volatile int report_step, report_err;
+
+static _Noreturn void child_fail(int step)
 {
-    int msg[2] = {step, errno};
-    /* 8 bytes to a pipe is one atomic write; nothing useful to do if it fails. */
-    if (write(rep, msg, sizeof msg) < 0) {
-    }
+    report_err = errno;
+    report_step = step;
     _exit(127);
 }
 
@@ -109,125 +109,165 @@ static int capset_all(uint64_t caps)
     return (int)syscall(SYS_capset, &h, d);
 }
 
-static _Noreturn void child(const struct spawn_args *a, const struct sock_fprog *filter, int rep)
+static const char *env_get(char *const *envp, const char *name)
 {
+    size_t n = strlen(name);
+    for (; *envp; envp++)
+        if (!strncmp(*envp, name, n) && (*envp)[n] == '=')
+            return *envp + n + 1;
+    return NULL;
+}
+
+/* execve one candidate; on ENOEXEC run it with /bin/sh as execvp does (argv[-1] is spare). */
+static void exec_path(const char *path, char **argv, char **envp)
+{
+    execve(path, argv, envp);
+    if (errno == ENOEXEC) {
+        argv[-1] = "/bin/sh";
+        argv[0] = (char *)path;
+        execve("/bin/sh", argv - 1, envp);
+        errno = ENOEXEC;
+    }
+}
+
+/* execvp with PATH taken from the child's own environment (environ is B's: shared memory). */
+static void exec_search(char **argv, char **envp)
+{
+    const char *file = argv[0];
+    if (!*file) {
+        errno = ENOENT;
+        return;
+    }
+    if (strchr(file, '/')) {
+        exec_path(file, argv, envp);
+        return;
+    }
+    const char *path = env_get(envp, "PATH");
+    if (!path)
+        path = "/bin:/usr/bin"; /* glibc's default */
+    size_t flen = strlen(file);
+    char buf[PATH_MAX];
+    int eacces = 0;
+    for (const char *p = path;; p++) {
+        const char *colon = strchr(p, ':');
+        size_t dlen = colon ? (size_t)(colon - p) : strlen(p);
+        if (dlen + 1 + flen < sizeof buf) {
+            /* An empty element is the current directory. */
+            size_t k = 0;
+            if (dlen) {
+                memcpy(buf, p, dlen);
+                buf[dlen] = '/';
+                k = dlen + 1;
+            }
+            memcpy(buf + k, file, flen + 1);
+            exec_path(buf, argv, envp);
+            switch (errno) {
+            case EACCES:
+                eacces = 1;
+                break;
+            case ENOENT: case ENOTDIR: case ESTALE: case ENODEV: case ETIMEDOUT: case ENAMETOOLONG:
+                break;
+            default:
+                return; /* a real error with this file: stop here, as execvp does */
+            }
+        }
+        if (!colon)
+            break;
+        p = colon;
+    }
+    errno = eacces ? EACCES : ENOENT;
+}
+
+struct child_args {
+    const struct spawn_args *a;
+};
+
+/* Runs on its own stack in B's memory. Only per-task state is changed (creds, session, fds and
+ * signal dispositions are the child's own copies: no CLONE_FILES/CLONE_FS/CLONE_SIGHAND). The
+ * bounding set, the seccomp filter and B's signal dispositions were set up once in B (§1 step 6),
+ * so the child inherits them instead of building them each time. */
+static int child(void *arg)
+{
+    const struct spawn_args *a = ((struct child_args *)arg)->a;
     const int root_caps = (a->flags & SPAWN_ROOT_CAPS) != 0;
 
     /* Own session and process group, so SIGNAL with flags=1 (-pid) reaches exactly this job. */
     if (setsid() < 0)
-        child_fail(rep, ST_SETSID);
+        child_fail(ST_SETSID);
     /* The received fds are all >= 3 (B's 0-2 are /dev/null), so these dup2s cannot clobber
      * one another. dup2 also clears the CLOEXEC flag they were received with. */
     for (int i = 0; i < 3; i++)
         if (dup2(a->fds[i], i) < 0)
-            child_fail(rep, ST_DUP2);
+            child_fail(ST_DUP2);
     /* After dup2 (not before, as fd 0 is /dev/null until then) and after setsid, so the
      * pty becomes this new session's controlling terminal. */
     if ((a->flags & SPAWN_PTY) && ioctl(0, TIOCSCTTY, 0) < 0)
-        child_fail(rep, ST_TIOCSCTTY);
+        child_fail(ST_TIOCSCTTY);
     /* Close everything inherited from B (listen and client sockets, epoll, signalfd, the
-     * received originals) except the report pipe, which is CLOEXEC and goes at exec. */
-    if ((rep > 3 && close_range(3, (unsigned)rep - 1, 0) < 0) ||
-        close_range((unsigned)rep + 1, ~0U, 0) < 0)
-        child_fail(rep, ST_CLOSE_RANGE);
-    /* B ignores SIGPIPE and blocks SIGCHLD (and its own parent may have ignored more):
-     * ignored dispositions and the mask survive exec, so reset them. Handlers do not survive
-     * exec, but resetting everything is simplest. EINVAL for SIGKILL/SIGSTOP and glibc's
-     * internal signals is expected and harmless. */
+     * received originals). */
+    if (close_range(3, ~0U, 0) < 0)
+        child_fail(ST_CLOSE_RANGE);
+    /* B ignores SIGPIPE and blocks SIGCHLD; every other disposition is already the default. */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++)
-        sigaction(s, &dfl, NULL);
     sigset_t none;
     sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-        child_fail(rep, ST_SIGNALS);
+    if (sigaction(SIGPIPE, &dfl, NULL) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        child_fail(ST_SIGNALS);
     if (chdir(a->cwd) < 0)
-        child_fail(rep, ST_CHDIR);
-    /* Bounding set: needs CAP_SETPCAP, so before setuid. Loop until the kernel says the cap
-     * number is past its last one (EINVAL) rather than reading /proc/sys each time. */
-    for (int c = 0; c < 64; c++) {
-        if (SANDBOX_CAPS & CAPBIT(c))
-            continue;
-        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
-            if (errno == EINVAL)
-                break;
-            child_fail(rep, ST_CAPBSET);
-        }
-    }
-    /* Loading a filter without no_new_privs needs CAP_SYS_ADMIN, still held here (only the
-     * bounding set was reduced). The filter allows everything that follows. */
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) < 0)
-        child_fail(rep, ST_SECCOMP);
+        child_fail(ST_CHDIR);
+    /* Raw syscalls: glibc's set*id wrappers may broadcast to "all threads" through shared state. */
     gid_t g = a->gid;
-    if (setgroups(1, &g) < 0)
-        child_fail(rep, ST_SETGROUPS);
-    if (setresgid(a->gid, a->gid, a->gid) < 0)
-        child_fail(rep, ST_SETGID);
+    if (syscall(SYS_setgroups, 1, &g) < 0)
+        child_fail(ST_SETGROUPS);
+    if (syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0)
+        child_fail(ST_SETGID);
     /* A non-root uid that must keep caps: keep permitted across setuid (KEEPCAPS is cleared
      * again by exec), then make them ambient below so they also survive exec. */
     if (root_caps && a->uid != 0 && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-        child_fail(rep, ST_KEEPCAPS);
-    if (setresuid(a->uid, a->uid, a->uid) < 0)
-        child_fail(rep, ST_SETUID);
+        child_fail(ST_KEEPCAPS);
+    if (syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
+        child_fail(ST_SETUID);
     /* uid 0 without ROOT_CAPS: exec would hand root the whole bounding set again. NOROOT
      * (locked, inherited) stops uid 0 and setuid-root binaries from gaining caps. */
     if (!root_caps && a->uid == 0 &&
         prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, 0, 0, 0) < 0)
-        child_fail(rep, ST_SECUREBITS);
+        child_fail(ST_SECUREBITS);
     /* Either exactly the sandbox set or nothing. Lowering permitted also trims ambient. */
     if (capset_all(root_caps ? SANDBOX_CAPS : 0) < 0)
-        child_fail(rep, ST_CAPSET);
+        child_fail(ST_CAPSET);
     if (root_caps && a->uid != 0)
         for (int c = 0; c < 64; c++)
             if ((SANDBOX_CAPS & CAPBIT(c)) &&
                 prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
-                child_fail(rep, ST_AMBIENT);
+                child_fail(ST_AMBIENT);
     if ((a->flags & SPAWN_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        child_fail(rep, ST_NO_NEW_PRIVS);
-    /* execvp looks PATH up in environ, so switch environ first: PATH is the sandbox's. */
-    environ = a->envp;
-    execvp(a->argv[0], a->argv);
-    child_fail(rep, ST_EXEC);
+        child_fail(ST_NO_NEW_PRIVS);
+    exec_search(a->argv, a->envp);
+    child_fail(ST_EXEC);
 }
 
-pid_t spawn_start(const struct spawn_args *a, const struct sock_fprog *filter, const char **step)
+/* The child's stack: B is single-threaded and the parent sleeps while the child runs, so one
+ * static stack serves every spawn. */
+static char child_stack[128 * 1024] __attribute__((aligned(16)));
+
+pid_t spawn_start(const struct spawn_args *a, const char **step)
 {
-    int p[2];
-    /* CLOEXEC: a successful exec closes the write end, which B sees as EOF = started. */
-    if (pipe2(p, O_CLOEXEC) < 0) {
-        *step = "pipe";
+    struct child_args ca = {a};
+    report_step = -1;
+    report_err = 0;
+    pid_t pid = clone(child, child_stack + sizeof child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &ca);
+    if (pid < 0) {
+        *step = "fork";
         return -errno;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        *step = "fork";
-        return -e;
-    }
-    if (pid == 0) {
-        close(p[0]);
-        child(a, filter, p[1]);
-    }
-    close(p[1]);
-    int msg[2];
-    ssize_t n;
-    do
-        n = read(p[0], msg, sizeof msg);
-    while (n < 0 && errno == EINTR);
-    close(p[0]);
-    if (n == 0)
-        return pid; /* exec'd */
-    /* The child is exiting (or, if the pipe misbehaved, is made to). It is not in the spawn
-     * table, so the event loop reaps it silently and no EXIT is sent. */
-    if (n != (ssize_t)sizeof msg || msg[0] < 0 || msg[0] >= ST_COUNT) {
-        kill(pid, SIGKILL);
-        *step = "spawn";
-        return -EIO;
-    }
-    *step = step_names[msg[0]];
-    return -(msg[1] ? msg[1] : EIO);
+    /* B runs again: the child has exec'd, or died. */
+    if (report_step < 0)
+        return pid; /* exec'd (or killed before it could report: its EXIT tells) */
+    /* The child has exited. It is not in the spawn table, so the event loop reaps it silently
+     * and no EXIT is sent. */
+    int s = report_step;
+    *step = s < ST_COUNT ? step_names[s] : "spawn";
+    return -(report_err ? report_err : EIO);
 }

@@ -281,6 +281,42 @@ def t_execvp_path_and_env(sb, c):
     assert os.WEXITSTATUS(status) == 7, status
 
 
+def t_exec_search(sb, c):
+    """PATH comes from the request's env; a non-executable match is skipped (EACCES) as execvp does;
+    a file with no #! runs under /bin/sh (execvp's ENOEXEC fallback)."""
+    root = "/proc/%d/root/tmp" % sb.pid
+    for d in ("d1", "d2"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    with open(os.path.join(root, "d1/prog"), "w") as f:
+        f.write("echo wrong\n")
+    os.chmod(os.path.join(root, "d1/prog"), 0o644)
+    with open(os.path.join(root, "d2/prog"), "w") as f:
+        f.write('echo "via sh: $0 $1"\n')
+    os.chmod(os.path.join(root, "d2/prog"), 0o755)
+    err, step, _, status, out, _ = run(c, ["prog", "arg1"], env=["PATH=/tmp/d1:/tmp/d2"])
+    assert err == 0 and status == 0, (err, step, status)
+    assert out == "via sh: /tmp/d2/prog arg1\n", repr(out)
+    err, step, _, _, _, _ = run(c, ["prog"], env=["PATH=/tmp/d1"])
+    assert err == errno.EACCES and step == "exec", (err, step)
+
+
+def t_spawned_signal_state(sb, c):
+    """Init ignores SIGPIPE and blocks SIGCHLD; a spawned process starts with neither."""
+    _, _, _, _, out, _ = run(c, ["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"])
+    assert re.search(r"^SigIgn:\s+0+$", out, re.M) and re.search(r"^SigBlk:\s+0+$", out, re.M), out
+
+
+def t_init_hardened(sb, c):
+    """Init holds the bounding set and filter every spawned process inherits (loaded once, there)."""
+    with open("/proc/%d/status" % sb.pid) as f:
+        status = f.read()
+    assert re.search(r"^Seccomp:\s+2$", status, re.M), status
+    caps = cap_fields(status)
+    assert caps["CapBnd"] == SANDBOX_CAPS, "%x" % caps["CapBnd"]
+    assert caps["CapEff"] & (1 << 21), "init keeps CAP_SYS_ADMIN in its effective set"
+    assert re.search(r"^SigIgn:\s+0*1000$", status, re.M), status  # SIGPIPE only
+
+
 def t_user_no_caps(sb, c):
     err, step, _, status, out, _ = run(c, ["grep", "Cap", "/proc/self/status"], uid=1000, gid=1000)
     assert err == 0 and status == 0, (err, step, status)
@@ -611,7 +647,8 @@ def main():
         check("start", t_start, sb, None)
         if sb.pid:
             c = Client(sb.ctl)
-            tests = [t_init_fds_and_cgroups, t_ping, t_echo, t_execvp_path_and_env, t_user_no_caps,
+            tests = [t_init_fds_and_cgroups, t_ping, t_echo, t_execvp_path_and_env, t_exec_search,
+                     t_spawned_signal_state, t_init_hardened, t_user_no_caps,
                      t_root_caps, t_root_without_caps_flag, t_user_with_caps_flag,
                      t_seccomp_and_nnp, t_chdir_error, t_exec_error, t_signal_and_list,
                      t_signal_group, t_pid_namespace, t_mount_denied, t_unshare_denied,
