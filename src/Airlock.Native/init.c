@@ -28,6 +28,7 @@
 #include "proto.h"
 
 #define MAX_CGROUPS 16
+#define MAX_CGROUP_SETS 16
 #define MAX_CLIENTS 64
 #define MAX_RECV_FDS 8 /* SPAWN takes 3; room to notice (and close) a few extra */
 #define CLIENT_SNDBUF (1 << 20)
@@ -37,6 +38,8 @@ struct config {
     unsigned long long disk_bytes;
     const char *cgroups[MAX_CGROUPS];
     int ncgroups;
+    const char *sets[MAX_CGROUP_SETS]; /* "<file in one of cgroups>=<value>" */
+    int nsets;
     char ctl[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -68,6 +71,8 @@ static int write_all(int fd, const char *s, size_t n)
     return 0;
 }
 
+static int set_target_ok(const struct config *c, const char *set);
+
 static void parse_args(int argc, char **argv, struct config *c)
 {
     memset(c, 0, sizeof *c);
@@ -94,6 +99,10 @@ static void parse_args(int argc, char **argv, struct config *c)
             if (c->ncgroups == MAX_CGROUPS)
                 a_fail("args", E2BIG);
             c->cgroups[c->ncgroups++] = v;
+        } else if (!strcmp(k, "--cgroup-set")) {
+            if (c->nsets == MAX_CGROUP_SETS)
+                a_fail("args", E2BIG);
+            c->sets[c->nsets++] = v;
         } else
             a_fail("args", EINVAL);
     }
@@ -106,9 +115,95 @@ static void parse_args(int argc, char **argv, struct config *c)
     /* The overlay option string separates with ',' and ':'; we do not escape. */
     if (strpbrk(c->lower, ",:\\") || strpbrk(c->state, ",:\\"))
         a_fail("overlay", EINVAL);
+    for (int i = 0; i < c->nsets; i++)
+        if (!set_target_ok(c, c->sets[i]))
+            a_fail("args", EINVAL);
     /* sun_path holds 108 bytes with the NUL: fail here, clearly, not with a truncated bind. */
     if ((size_t)snprintf(c->ctl, sizeof c->ctl, "%s/ctl", c->state) >= sizeof c->ctl)
         a_fail("ctl-path", ENAMETOOLONG);
+}
+
+/* A --cgroup-set names a file directly inside one of the --cgroup directories. */
+static int set_target_ok(const struct config *c, const char *set)
+{
+    const char *eq = strchr(set, '=');
+    if (!eq)
+        return 0;
+    for (int i = 0; i < c->ncgroups; i++) {
+        size_t n = strlen(c->cgroups[i]);
+        const char *file = set + n + 1;
+        if (!strncmp(set, c->cgroups[i], n) && set[n] == '/' && file < eq &&
+            !memchr(file, '/', (size_t)(eq - file)) && strncmp(file, "..=", 3) && strncmp(file, ".=", 2))
+            return 1;
+    }
+    return 0;
+}
+
+/* Creates the state dir (mode 0700: the control socket and mount points live there) and its
+ * two mount points, then every cgroup directory with its limits (section 1, step 1). */
+static void make_dirs(const struct config *c)
+{
+    char p[PATH_MAX];
+    if ((mkdir(c->state, 0700) < 0 && errno != EEXIST) || chmod(c->state, 0700) < 0)
+        a_fail("state", errno);
+    for (int i = 0; i < 2; i++) {
+        if ((size_t)snprintf(p, sizeof p, "%s/%s", c->state, i ? "root" : "rw") >= sizeof p)
+            a_fail("state", ENAMETOOLONG);
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            a_fail("state", errno);
+    }
+    for (int i = 0; i < c->ncgroups; i++) {
+        /* The server's parent (airlock-<hash>) first: it may not exist yet in this hierarchy. */
+        const char *slash = strrchr(c->cgroups[i], '/');
+        size_t n = slash ? (size_t)(slash - c->cgroups[i]) : 0;
+        if (n > 0 && n < sizeof p) {
+            memcpy(p, c->cgroups[i], n);
+            p[n] = '\0';
+            if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                a_fail("cgroup", errno);
+        }
+        if (mkdir(c->cgroups[i], 0755) < 0 && errno != EEXIST)
+            a_fail("cgroup", errno);
+    }
+    for (int i = 0; i < c->nsets; i++) {
+        const char *eq = strchr(c->sets[i], '=');
+        size_t n = (size_t)(eq - c->sets[i]);
+        if (n >= sizeof p)
+            a_fail("cgroup", ENAMETOOLONG);
+        memcpy(p, c->sets[i], n);
+        p[n] = '\0';
+        int fd = open(p, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write_all(fd, eq + 1, strlen(eq + 1)) < 0)
+            a_fail("cgroup", errno);
+        close(fd);
+    }
+}
+
+/* Field 22 of /proc/<pid>/stat: with the pid, it names this process across pid reuse. Read through
+ * a /proc fd opened before unshare: by now B has detached the host's tree from the mount namespace
+ * A shares with it. */
+static unsigned long long start_time(int procfd, pid_t pid)
+{
+    char p[64], buf[1024];
+    snprintf(p, sizeof p, "%d/stat", (int)pid);
+    int fd = openat(procfd, p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *s = strrchr(buf, ')');
+    if (!s)
+        return 0;
+    s += 2; /* field 3 */
+    for (int f = 3; f < 22 && s; f++) {
+        s = strchr(s, ' ');
+        if (s)
+            s++;
+    }
+    return s ? strtoull(s, NULL, 10) : 0;
 }
 
 static void join_cgroup(const char *dir)
@@ -158,7 +253,8 @@ static void scrub_cmdline(void)
 static _Noreturn void b_fail(const char *step)
 {
     int e = errno;
-    dprintf(ready_fd, "error %s: %s\n", step, strerror(e));
+    if (ready_fd >= 0)
+        dprintf(ready_fd, "error %s: %s\n", step, strerror(e));
     _exit(1);
 }
 
@@ -201,6 +297,15 @@ static void mount_root(const struct config *c, char *root)
         b_fail("mkdir");
     mkdir_ok("upper", 0755, "mkdir");
     mkdir_ok("work", 0755, "mkdir");
+    /* /etc/hostname and /etc/hosts go straight into the upper layer (plain tmpfs writes, no
+     * copy-up through the overlay); the merged /etc still shows everything the template has. */
+    char buf[256];
+    mkdir_ok("upper/etc", 0755, "etc");
+    snprintf(buf, sizeof buf, "%s\n", c->hostname);
+    write_file("upper/etc/hostname", buf, "etc");
+    snprintf(buf, sizeof buf, "127.0.0.1 localhost %s\n::1 localhost ip6-localhost ip6-loopback\n",
+             c->hostname);
+    write_file("upper/etc/hosts", buf, "etc");
     int lower = open(c->lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (lower < 0)
         b_fail("overlay");
@@ -226,8 +331,6 @@ static void mount_specials(const char *root)
 {
     char p[PATH_MAX], q[PATH_MAX];
     mount_in(root, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "proc");
-    mount_in(root, "sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
-             "sysfs");
     mount_in(root, "dev", "tmpfs", "tmpfs", MS_NOSUID, "mode=0755", "dev");
 
     static const struct { const char *name; unsigned maj, min; } nodes[] = {
@@ -649,6 +752,10 @@ static _Noreturn void init_main(const struct config *c)
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, NULL);
+    /* Out of the server's session and process group at once (B was forked, so it is not a group
+     * leader): a signal to the server's terminal group must not reach a sandbox. */
+    if (setsid() < 0)
+        b_fail("setsid");
 
     mount_root(c, root);
     mount_specials(root);
@@ -662,21 +769,29 @@ static _Noreturn void init_main(const struct config *c)
         b_fail("pivot_root");
     if (sethostname(c->hostname, strlen(c->hostname)) < 0)
         b_fail("hostname");
-    char buf[256];
-    mkdir_ok("/etc", 0755, "etc");
-    snprintf(buf, sizeof buf, "%s\n", c->hostname);
-    write_file("/etc/hostname", buf, "etc");
-    snprintf(buf, sizeof buf, "127.0.0.1 localhost %s\n::1 localhost ip6-localhost ip6-loopback\n",
-             c->hostname);
-    write_file("/etc/hosts", buf, "etc");
+
+    /* §1 step 7. The root the server will open as /proc/<B>/root is final. After this write A
+     * exits and B is re-parented to the host's init. */
+    if (write_all(ready_fd, "ok\n", 3) < 0)
+        _exit(1);
+    close(ready_fd);
+    ready_fd = -1; /* a failure from here on is B's exit, seen by the server as a closed socket */
+
+    /* §1 step 8, while the server finishes the create: nothing inside runs before the event loop
+     * starts (the first SPAWN is read there), so this setup overlaps the server's own work. The
+     * network namespace is B's own, made here; the server never uses /proc/<B>/ns/net while it is
+     * still the host's (LinuxSandboxNetwork checks). */
+    if (unshare(CLONE_NEWNET) < 0)
+        b_fail("netns");
+    /* sysfs shows the network devices of the namespace that mounts it: mounted only now, it
+     * shows the sandbox's lo, never the host's interfaces. */
+    mount_in("/", "sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
+             "sysfs");
     lo_up();
     /* Init keeps full capabilities: nothing inside may ptrace it or read /proc/1/mem etc. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         b_fail("dumpable");
-    /* Detach from the server's session/terminal (B was forked, so it is not a group leader). */
-    if (setsid() < 0)
-        b_fail("setsid");
-    /* The server reads A's stdout until EOF: B must not hold it (nor stdin/stderr). */
+    /* A reader of A's stdout until EOF (a standalone start) must not wait on B: 0-2 to /dev/null. */
     int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (nul < 0)
         b_fail("fds");
@@ -685,14 +800,9 @@ static _Noreturn void init_main(const struct config *c)
             b_fail("fds");
     if (nul > 2)
         close(nul);
-    close_others(lfd, ready_fd);
+    close_others(lfd, lfd);
     scrub_cmdline(); /* c's strings are dead from here on */
     harden();
-
-    /* §1 step 7. After this write A exits and B is re-parented to the host's init. */
-    if (write_all(ready_fd, "ok\n", 3) < 0)
-        _exit(1);
-    close(ready_fd);
     event_loop(lfd);
 }
 
@@ -708,15 +818,21 @@ static int create_main(int argc, char **argv)
         if (rc < 0)
             a_fail("seccomp", -rc);
     }
+    make_dirs(&c);
     for (int i = 0; i < c.ncgroups; i++)
         join_cgroup(c.cgroups[i]);
+    /* Host paths A still needs once B has pivoted (the mount namespace is shared with B). */
+    int statefd = open(c.state, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (statefd < 0 || procfd < 0)
+        a_fail("state", errno);
 
     int ready[2];
     if (pipe2(ready, O_CLOEXEC) < 0)
         a_fail("pipe", errno);
     /* A stays in the host pid namespace; its next child is PID 1 of the new one. */
-    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID |
-                CLONE_NEWCGROUP) < 0)
+    /* The network namespace is made by B itself, after it has said ok (step 8). */
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWCGROUP) < 0)
         a_fail("unshare", errno);
     fflush(stdout); /* nothing buffered may be printed twice */
     pid_t pid = fork();
@@ -743,7 +859,16 @@ static int create_main(int argc, char **argv)
     }
     msg[len] = '\0';
     if (!strcmp(msg, "ok\n")) {
-        printf("%sok %d\n", reply_prefix, (int)pid);
+        /* <state>/init.pid: how the server (and a restarted one) finds and kills this init. */
+        unsigned long long st = start_time(procfd, pid);
+        char line[64];
+        int n = snprintf(line, sizeof line, "%d %llu", (int)pid, st);
+        int fd = openat(statefd, "init.pid", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 || write_all(fd, line, (size_t)n) < 0 || close(fd) < 0) {
+            kill(pid, SIGKILL);
+            a_fail("pidfile", errno);
+        }
+        printf("%sok %s\n", reply_prefix, line);
         fflush(stdout);
         return 0;
     }

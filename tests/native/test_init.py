@@ -183,18 +183,16 @@ class Sandbox:
     def __init__(self, init):
         self.init = init
         self.id = "t%d" % os.getpid()
+        # The helper makes the state dir's mount points and the cgroups (with their limits) itself.
         self.state = tempfile.mkdtemp(prefix="al-")
-        os.mkdir(os.path.join(self.state, "rw"))
-        os.mkdir(os.path.join(self.state, "root"))
         self.ctl = os.path.join(self.state, "ctl")
         self.cgroups = []
+        self.sets = []
         for ctrl, knob, val in (("memory", "memory.limit_in_bytes", "1073741824"),
                                 ("pids", "pids.max", "1024")):
             d = "/sys/fs/cgroup/%s/airlock-test/%s" % (ctrl, self.id)
-            os.makedirs(d)
-            with open(os.path.join(d, knob), "w") as f:
-                f.write(val)
-            self.cgroups.append(d)
+            self.cgroups.append(d)  # and its parent airlock-test, if missing
+            self.sets.append("%s/%s=%s" % (d, knob, val))
         self.pid = None
         self.start = None
 
@@ -203,12 +201,14 @@ class Sandbox:
                 "--disk-bytes", str(256 << 20), "--hostname", "sbx-test"]
         for d in self.cgroups:
             args += ["--cgroup", d]
+        for s in self.sets:
+            args += ["--cgroup-set", s]
         t = time.time()
         # A timeout here would mean init still holds A's stdout.
         self.start = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     timeout=15, text=True)
         self.start_seconds = time.time() - t
-        m = re.fullmatch(r"ok (\d+)\n", self.start.stdout)
+        m = re.fullmatch(r"ok (\d+) (\d+)\n", self.start.stdout)
         if m:
             self.pid = int(m.group(1))
         return self.start
@@ -256,6 +256,18 @@ def t_init_fds_and_cgroups(sb, c):
         assert re.search(r":%s:/airlock-test/%s$" % (ctrl, sb.id), cg, re.M), cg
     mode = os.stat(sb.ctl).st_mode & 0o777
     assert mode == 0o600, oct(mode)
+    assert os.stat(sb.state).st_mode & 0o777 == 0o700
+    with open("/sys/fs/cgroup/pids/airlock-test/%s/pids.max" % sb.id) as f:
+        assert f.read().strip() == "1024"
+    with open("/sys/fs/cgroup/memory/airlock-test/%s/memory.limit_in_bytes" % sb.id) as f:
+        assert f.read().strip() == "1073741824"
+    # init.pid and the ok line: pid and start time (field 22 of /proc/<pid>/stat), mode 0600.
+    with open("/proc/%d/stat" % sb.pid) as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    with open(os.path.join(sb.state, "init.pid")) as f:
+        assert f.read() == "%d %s" % (sb.pid, start)
+    assert sb.start.stdout == "ok %d %s\n" % (sb.pid, start), sb.start.stdout
+    assert os.stat(os.path.join(sb.state, "init.pid")).st_mode & 0o777 == 0o600
     with open("/proc/self/mountinfo") as f:
         assert sb.state not in f.read(), "sandbox mounts leaked into the host namespace"
 
@@ -431,11 +443,18 @@ def t_proc_sys_readonly(sb, c):
 
 
 def t_network(sb, c):
+    # Init makes its network namespace after it has said ok; once it answers a request, its
+    # namespace is its own and never the host's.
+    assert c.ping() == (ACK, 0)
+    assert os.stat("/proc/%d/ns/net" % sb.pid).st_ino != os.stat("/proc/self/ns/net").st_ino
     _, _, _, _, out, _ = run(c, ["ip", "-o", "link"])
     lines = out.strip().splitlines()
     assert len(lines) == 1 and ": lo:" in lines[0] and "UP" in lines[0], out
     _, _, _, _, out, _ = run(c, ["ip", "-o", "addr"])
     assert "127.0.0.1/8" in out, out
+    # sysfs is the sandbox's: /sys/class/net lists its lo only, never the host's interfaces.
+    _, _, _, _, out, _ = run(c, ["ls", "/sys/class/net"])
+    assert out == "lo\n", repr(out)
 
 
 def t_dev(sb, c):
@@ -608,6 +627,21 @@ def t_ctl_path_too_long(init):
     assert r.returncode == 1 and r.stdout == "error ctl-path: File name too long\n", r
 
 
+def t_bad_cgroup_set(init):
+    """--cgroup-set may only name a file directly inside one of the --cgroup directories."""
+    state = tempfile.mkdtemp(prefix="al-")
+    try:
+        for bad in ("/etc/passwd=x", "/sys/fs/cgroup/pids/airlock-test/x/../pids.max=1",
+                    "/sys/fs/cgroup/pids/airlock-test/x/=1", "/sys/fs/cgroup/pids/airlock-test/x/pids.max"):
+            r = subprocess.run([init, "--id", "bad", "--lower", ROOTFS, "--state", state, "--disk-bytes",
+                                "1000000", "--cgroup", "/sys/fs/cgroup/pids/airlock-test/x",
+                                "--cgroup-set", bad], stdout=subprocess.PIPE, text=True, timeout=10)
+            assert r.returncode == 1 and r.stdout == "error args: Invalid argument\n", (bad, r)
+        assert not os.path.exists("/sys/fs/cgroup/pids/airlock-test/x")
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def t_bad_lower(init):
     state = tempfile.mkdtemp(prefix="al-")
     try:
@@ -641,6 +675,7 @@ def main():
 
     check("ctl_path_too_long", t_ctl_path_too_long, init)
     check("bad_lower", t_bad_lower, init)
+    check("bad_cgroup_set", t_bad_cgroup_set, init)
     sb = Sandbox(init)
     try:
         sb.launch()

@@ -37,4 +37,11 @@ internal sealed class SandboxOptions
 
     /// <summary>Sandboxes of the default shape kept started ahead of time (warm pool); 0 turns the pool off.</summary>
     public int WarmPoolSize { get; set; } = 4;
+
+    /// <summary>
+    /// How long the warm pool waits after the last take before it starts a replacement: a claimed
+    /// sandbox's first commands usually follow at once, and a refill (a whole sandbox start) would
+    /// compete with them for the CPUs. Takes in a burst keep pushing the refill back, up to 1 s.
+    /// </summary>
+    public int WarmPoolRefillDelayMs { get; set; } = 100;
 }

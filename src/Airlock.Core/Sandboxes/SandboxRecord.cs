@@ -43,7 +43,11 @@ internal sealed class SandboxRecord
 
 internal enum SandboxState
 {
-    /// <summary>Record written, runtime being made. A crash here leaves a record that recovery reaps.</summary>
+    /// <summary>
+    /// No longer written: records are inserted once the runtime has made the sandbox (see
+    /// <c>SandboxService.StartRecordedAsync</c>). Kept because stores written by older servers may
+    /// hold it; recovery reaps such a record like any that is not Running.
+    /// </summary>
     Starting,
     Running,
     /// <summary>Being destroyed. Recovery finishes the job.</summary>

@@ -57,7 +57,7 @@ internal sealed partial class SandboxService(
         {
             Id = pooled?.Record.Id ?? NewId(),
             Template = template.Spec.Name,
-            State = SandboxState.Starting,
+            State = SandboxState.Running,
             CreatedAt = now,
             ExpiresAt = now.AddSeconds(timeout),
             Metadata = request.Metadata ?? [],
@@ -76,26 +76,39 @@ internal sealed partial class SandboxService(
             return await WithNetworkAsync(await ClaimAsync(record, pooled).ConfigureAwait(false)).ConfigureAwait(false);
         }
 
-        // The record goes first: if this process dies mid-create, recovery finds it and reaps what was made.
-        await store.InsertAsync(record, cancellationToken).ConfigureAwait(false);
-        IRuntimeSandbox sandbox;
-        try
-        {
-            sandbox = await runtime.CreateAsync(record, template, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await runtime.DestroyAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
-            await store.DeleteAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
-            throw;
-        }
-
-        record.State = SandboxState.Running;
-        await store.UpdateAsync(record, cancellationToken).ConfigureAwait(false);
+        var sandbox = await StartRecordedAsync(runtime, store, record, template, cancellationToken).ConfigureAwait(false);
         var live = Register(record, sandbox, template.Spec);
         LogCreated(record.Id, record.Template);
         audit.Record(record.TeamId, "sandbox.create", record.Id, $"template={record.Template} cpus={record.Cpus} memoryMb={record.MemoryMb} diskMb={record.DiskMb} expiresAt={record.ExpiresAt:O}");
         return await WithNetworkAsync(live).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Starts a sandbox in the runtime, then writes its record (state, init pid) in one insert. A
+    /// crash in between leaves a state dir and cgroups with no record, which recovery's sweep reaps
+    /// (<see cref="ISandboxRuntime.SweepAsync"/>); a failure here undoes both. One store write on the
+    /// cold path instead of an insert before and an update after (docs/performance.md).
+    /// </summary>
+    internal static async Task<IRuntimeSandbox> StartRecordedAsync(ISandboxRuntime runtime, ISandboxStore store, SandboxRecord record, TemplateInfo template, CancellationToken cancellationToken)
+    {
+        IRuntimeSandbox? sandbox = null;
+        try
+        {
+            sandbox = await runtime.CreateAsync(record, template, cancellationToken).ConfigureAwait(false);
+            await store.InsertAsync(record, cancellationToken).ConfigureAwait(false);
+            return sandbox;
+        }
+        catch
+        {
+            if (sandbox is not null)
+            {
+                await sandbox.DisposeAsync().ConfigureAwait(false);
+            }
+
+            await runtime.DestroyAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
+            await store.DeleteAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>Brings a new sandbox's network up (docs/networking.md); a sandbox whose network fails is killed.</summary>

@@ -32,6 +32,7 @@ internal sealed partial class WarmPool(
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
     private Task _filler = Task.CompletedTask;
+    private long _lastTake;
 
     public int Size => Math.Max(0, _options.WarmPoolSize);
 
@@ -118,6 +119,7 @@ internal sealed partial class WarmPool(
             _ = DiscardAsync(s);
         }
 
+        Interlocked.Exchange(ref _lastTake, time.GetTimestamp());
         _wake.Release();
         return taken;
     }
@@ -135,6 +137,23 @@ internal sealed partial class WarmPool(
         {
             // The record stays: the next start's recovery reaps it.
             LogDiscardFailed(pooled.Record.Id, ex);
+        }
+    }
+
+    /// <summary>Waits until no take has happened for the refill delay (at most 1 s in all).</summary>
+    private async Task QuietAfterTakesAsync(CancellationToken stop)
+    {
+        var delay = TimeSpan.FromMilliseconds(Math.Max(0, _options.WarmPoolRefillDelayMs));
+        var started = time.GetTimestamp();
+        while (delay > TimeSpan.Zero && time.GetElapsedTime(started) < TimeSpan.FromSeconds(1))
+        {
+            var quiet = time.GetElapsedTime(Interlocked.Read(ref _lastTake));
+            if (quiet >= delay)
+            {
+                return;
+            }
+
+            await Task.Delay(delay - quiet, time, stop).ConfigureAwait(false);
         }
     }
 
@@ -170,6 +189,7 @@ internal sealed partial class WarmPool(
                 }
 
                 await _wake.WaitAsync(stop).ConfigureAwait(false);
+                await QuietAfterTakesAsync(stop).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
@@ -206,26 +226,9 @@ internal sealed partial class WarmPool(
             AccessToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
         };
 
-        // Record first, as for any create: a crash from here on leaves a Pooled record that recovery reaps.
-        await store.InsertAsync(record, stop).ConfigureAwait(false);
-        IRuntimeSandbox? sandbox = null;
-        try
-        {
-            sandbox = await runtime.CreateAsync(record, template, stop).ConfigureAwait(false);
-            await store.UpdateAsync(record, stop).ConfigureAwait(false);
-        }
-        catch
-        {
-            if (sandbox is not null)
-            {
-                await sandbox.DisposeAsync().ConfigureAwait(false);
-            }
-
-            await runtime.DestroyAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
-            await store.DeleteAsync(record.Id, CancellationToken.None).ConfigureAwait(false);
-            throw;
-        }
-
+        // As any create: a crash before the insert leaves nothing recovery's sweep misses, one after
+        // it a Pooled record that recovery reaps.
+        var sandbox = await SandboxService.StartRecordedAsync(runtime, store, record, template, stop).ConfigureAwait(false);
         return new PooledSandbox(record, sandbox, template);
     }
 

@@ -11,8 +11,13 @@ internal sealed class CgroupManager
 {
     private readonly string _name;
     private readonly bool _pureV2;
+    private readonly bool _memsw;
+    private readonly bool _swapMax;
     private readonly string? _unified;
     private readonly Dictionary<string, string> _v1 = new(StringComparer.Ordinal);
+
+    /// <summary>Hierarchies older servers joined (cpuacct): swept and removed, never created.</summary>
+    private readonly List<string> _legacyV1 = [];
 
     public CgroupManager(string name)
     {
@@ -32,15 +37,25 @@ internal sealed class CgroupManager
             {
                 foreach (var option in right[2].Split(','))
                 {
-                    if (option is "memory" or "cpu" or "pids" or "cpuacct")
+                    // cpuacct is not joined: nothing reads it (CPU usage is cgroup2's cpu.stat, which
+                    // exists without the controller), and every hierarchy costs a mkdir and a
+                    // migration on the cold path.
+                    if (option is "memory" or "cpu" or "pids")
                     {
                         _v1.TryAdd(option, mountPoint);
+                    }
+                    else if (option == "cpuacct" && !_legacyV1.Contains(mountPoint))
+                    {
+                        _legacyV1.Add(mountPoint);
                     }
                 }
             }
         }
 
         _pureV2 = _v1.Count == 0 && _unified is not null;
+        // Optional files, known from the hierarchy roots (children have the same set): swap
+        // accounting may be off (no memsw) and a v2 host may have no swap controller file.
+        _memsw = _v1.TryGetValue("memory", out var memoryRoot) && File.Exists(Path.Combine(memoryRoot, "memory.memsw.limit_in_bytes"));
         if (_pureV2)
         {
             // Controllers must be enabled down the path for the leaf to get the interface files.
@@ -48,6 +63,7 @@ internal sealed class CgroupManager
             var own = Path.Combine(_unified!, _name);
             Directory.CreateDirectory(own);
             EnableControllers(own);
+            _swapMax = File.Exists(Path.Combine(own, "memory.swap.max"));
         }
         else if (!_v1.ContainsKey("memory") || !_v1.ContainsKey("pids") || !_v1.ContainsKey("cpu"))
         {
@@ -74,34 +90,41 @@ internal sealed class CgroupManager
         return dirs;
     }
 
-    public void Create(string id, int cpus, long memoryBytes, int pidsMax)
+    /// <summary>
+    /// The limit files of a new sandbox's cgroups and their values, as <c>file=value</c> for the
+    /// helper's <c>--cgroup-set</c> (it makes the <see cref="Directories"/> and writes these before
+    /// joining them: docs/init-protocol.md, step 1). Policy stays here; the helper only writes.
+    /// </summary>
+    public IReadOnlyList<string> Limits(string id, int cpus, long memoryBytes, int pidsMax)
     {
-        foreach (var dir in Directories(id))
-        {
-            Directory.CreateDirectory(dir);
-        }
-
         var quota = (cpus * 100_000).ToString(CultureInfo.InvariantCulture);
         var memory = memoryBytes.ToString(CultureInfo.InvariantCulture);
         var pids = pidsMax.ToString(CultureInfo.InvariantCulture);
         if (_pureV2)
         {
             var dir = Path.Combine(_unified!, _name, id);
-            Write(dir, "memory.max", memory);
-            WriteIfExists(dir, "memory.swap.max", "0");
-            Write(dir, "cpu.max", $"{quota} 100000");
-            Write(dir, "pids.max", pids);
+            List<string> v2 = [$"{dir}/memory.max={memory}", $"{dir}/cpu.max={quota} 100000", $"{dir}/pids.max={pids}"];
+            if (_swapMax)
+            {
+                v2.Add($"{dir}/memory.swap.max=0");
+            }
+
+            return v2;
         }
-        else
+
+        var mem = Path.Combine(_v1["memory"], _name, id);
+        List<string> v1 = [$"{mem}/memory.limit_in_bytes={memory}"];
+        if (_memsw)
         {
-            var mem = Path.Combine(_v1["memory"], _name, id);
-            Write(mem, "memory.limit_in_bytes", memory);
-            WriteIfExists(mem, "memory.memsw.limit_in_bytes", memory);
-            var cpu = Path.Combine(_v1["cpu"], _name, id);
-            Write(cpu, "cpu.cfs_period_us", "100000");
-            Write(cpu, "cpu.cfs_quota_us", quota);
-            Write(Path.Combine(_v1["pids"], _name, id), "pids.max", pids);
+            // After the memory limit: the kernel refuses memsw below it.
+            v1.Add($"{mem}/memory.memsw.limit_in_bytes={memory}");
         }
+
+        var cpu = Path.Combine(_v1["cpu"], _name, id);
+        v1.Add($"{cpu}/cpu.cfs_period_us=100000");
+        v1.Add($"{cpu}/cpu.cfs_quota_us={quota}");
+        v1.Add($"{Path.Combine(_v1["pids"], _name, id)}/pids.max={pids}");
+        return v1;
     }
 
     /// <summary>Memory in use by the sandbox (for metrics and tests), or null.</summary>
@@ -114,7 +137,7 @@ internal sealed class CgroupManager
     /// <summary>Kills whatever is left and removes the directories; waits briefly for processes to go.</summary>
     public async Task RemoveAsync(string id)
     {
-        var dirs = Directories(id).Where(Directory.Exists).ToList();
+        var dirs = Directories(id).Concat(_legacyV1.Select(m => Path.Combine(m, _name, id))).Distinct().Where(Directory.Exists).ToList();
         if (dirs.Count == 0)
         {
             return;
@@ -142,7 +165,7 @@ internal sealed class CgroupManager
     /// <summary>Ids that have a cgroup directory in any hierarchy.</summary>
     public IEnumerable<string> ListIds()
     {
-        var roots = _pureV2 ? [Path.Combine(_unified!, _name)] : _v1.Values.Distinct().Append(_unified).OfType<string>().Select(m => Path.Combine(m, _name));
+        var roots = _pureV2 ? [Path.Combine(_unified!, _name)] : _v1.Values.Concat(_legacyV1).Distinct().Append(_unified).OfType<string>().Select(m => Path.Combine(m, _name));
         return roots.Where(Directory.Exists).SelectMany(Directory.EnumerateDirectories).Select(Path.GetFileName).OfType<string>().Distinct();
     }
 
@@ -194,16 +217,6 @@ internal sealed class CgroupManager
         foreach (var controller in new[] { "memory", "cpu", "pids" })
         {
             TryWrite(Path.Combine(dir, "cgroup.subtree_control"), "+" + controller);
-        }
-    }
-
-    private static void Write(string dir, string file, string value) => File.WriteAllText(Path.Combine(dir, file), value);
-
-    private static void WriteIfExists(string dir, string file, string value)
-    {
-        if (File.Exists(Path.Combine(dir, file)))
-        {
-            TryWrite(Path.Combine(dir, file), value);
         }
     }
 

@@ -37,12 +37,14 @@ internal sealed class InitClient : IAsyncDisposable
     public Task Closed => _closed.Task;
 
     /// <param name="onExit">Called with (pid, wait status) on the receive loop, in order with replies.</param>
-    public static async Task<InitClient> ConnectAsync(string socketPath, Action<int, int> onExit, CancellationToken cancellationToken)
+    public static Task<InitClient> ConnectAsync(string socketPath, Action<int, int> onExit, CancellationToken cancellationToken)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         try
         {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken).ConfigureAwait(false);
+            // A unix socket connect completes at once (or fails): no need for the async engine.
+            cancellationToken.ThrowIfCancellationRequested();
+            socket.Connect(new UnixDomainSocketEndPoint(socketPath));
         }
         catch
         {
@@ -50,7 +52,7 @@ internal sealed class InitClient : IAsyncDisposable
             throw;
         }
 
-        return new InitClient(socket, onExit);
+        return Task.FromResult(new InitClient(socket, onExit));
     }
 
     public async Task PingAsync(CancellationToken cancellationToken = default)

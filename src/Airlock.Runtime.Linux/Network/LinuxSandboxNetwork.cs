@@ -96,22 +96,7 @@ internal sealed partial class LinuxSandboxNetwork : ISandboxNetwork, IDisposable
             return net;
         }
 
-        SafeFileHandle handle;
-        try
-        {
-            handle = File.OpenHandle($"/proc/{record.InitPid}/ns/net", FileMode.Open, FileAccess.Read);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new Core.AirlockException("sandbox_not_found", 502, $"sandbox '{record.Id}' has no network: {ex.Message}");
-        }
-
-        if (LinuxSandboxRuntime.ReadStartTime(record.InitPid) != record.InitStartTime)
-        {
-            handle.Dispose();
-            throw new Core.AirlockException("sandbox_not_found", 502, $"sandbox '{record.Id}' is gone");
-        }
-
+        var handle = OpenSandboxNetns(record);
         var fresh = new SandboxNet(record.Id, record.InitPid, record.InitStartTime, handle);
         net = _nets.AddOrUpdate(record.Id, fresh, (_, old) => old.InitPid == fresh.InitPid && old.InitStartTime == fresh.InitStartTime ? old : fresh);
         if (!ReferenceEquals(net, fresh))
@@ -120,6 +105,64 @@ internal sealed partial class LinuxSandboxNetwork : ISandboxNetwork, IDisposable
         }
 
         return net;
+    }
+
+    /// <summary>
+    /// The init's network namespace. The init makes it just after it has reported ready
+    /// (docs/init-protocol.md, step 8); until then <c>/proc/&lt;init&gt;/ns/net</c> is the host's own,
+    /// which must never be configured or connected from: wait the moment out.
+    /// </summary>
+    private static SafeFileHandle OpenSandboxNetns(SandboxRecord record)
+    {
+        var deadline = Environment.TickCount64 + 5000;
+        while (true)
+        {
+            SafeFileHandle handle;
+            try
+            {
+                handle = File.OpenHandle($"/proc/{record.InitPid}/ns/net", FileMode.Open, FileAccess.Read);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new Core.AirlockException("sandbox_not_found", 502, $"sandbox '{record.Id}' has no network: {ex.Message}");
+            }
+
+            if (LinuxSandboxRuntime.ReadStartTime(record.InitPid) != record.InitStartTime)
+            {
+                handle.Dispose();
+                throw new Core.AirlockException("sandbox_not_found", 502, $"sandbox '{record.Id}' is gone");
+            }
+
+            if (Inode(handle) != s_hostNetns.Value)
+            {
+                return handle;
+            }
+
+            handle.Dispose();
+            if (Environment.TickCount64 > deadline)
+            {
+                throw new Core.AirlockException("sandbox_not_ready", 503, $"sandbox '{record.Id}' has not made its network namespace");
+            }
+
+            Thread.Sleep(1);
+        }
+    }
+
+    private static readonly Lazy<ulong> s_hostNetns = new(() =>
+    {
+        using var own = File.OpenHandle("/proc/self/ns/net", FileMode.Open, FileAccess.Read);
+        return Inode(own);
+    });
+
+    private static unsafe ulong Inode(SafeFileHandle handle)
+    {
+        Interop.Libc.Statx st;
+        if (Interop.Libc.statx((int)handle.DangerousGetHandle(), "", 0x1000 /* AT_EMPTY_PATH */, 0x100 /* STATX_INO */, &st) != 0)
+        {
+            throw new IOException($"statx of a network namespace: {Interop.Libc.StrError(Interop.Libc.Errno)}");
+        }
+
+        return st.Ino;
     }
 
     public void Dispose()

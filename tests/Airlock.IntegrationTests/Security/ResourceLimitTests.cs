@@ -126,19 +126,13 @@ public sealed class ResourceLimitTests(ServerFixture fixture) : IClassFixture<Se
         }
     }
 
-    /// <summary>CPU seconds used by a sandbox, from its cgroup (v1 cpuacct or v2 cpu.stat); null if not found.</summary>
+    /// <summary>CPU seconds used by a sandbox, from cgroup2's cpu.stat (the unified tree on a hybrid host); null if not found.</summary>
     private static double? CpuUsage(string id)
     {
-        // Each server owns one airlock-<hash> parent per hierarchy.
-        var v1 = Directory.Exists("/sys/fs/cgroup/cpuacct")
-            ? Directory.EnumerateDirectories("/sys/fs/cgroup/cpuacct", "airlock*").Select(d => Path.Combine(d, id, "cpuacct.usage")).FirstOrDefault(File.Exists)
-            : null;
-        if (v1 is not null)
-        {
-            return long.Parse(File.ReadAllText(v1).Trim()) / 1e9;
-        }
-
-        var v2 = Directory.EnumerateDirectories("/sys/fs/cgroup", "airlock*").Select(d => Path.Combine(d, id, "cpu.stat")).FirstOrDefault(File.Exists);
+        // Each server owns one airlock-<hash> parent per hierarchy. cpu.stat's usage_usec exists in
+        // cgroup2 whether or not the cpu controller is enabled there.
+        var root = Directory.Exists("/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
+        var v2 = Directory.EnumerateDirectories(root, "airlock*").Select(d => Path.Combine(d, id, "cpu.stat")).FirstOrDefault(File.Exists);
         if (v2 is not null)
         {
             var line = File.ReadAllLines(v2).First(l => l.StartsWith("usage_usec ", StringComparison.Ordinal));
