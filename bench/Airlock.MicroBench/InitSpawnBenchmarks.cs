@@ -45,7 +45,7 @@ public class InitSpawnBenchmarks
         _listener.Listen(1);
         _fakeInit = new Thread(Serve) { IsBackground = true, Name = "fake-init" };
         _fakeInit.Start();
-        _client = InitClient.ConnectAsync(path, (_, _) => { }, CancellationToken.None).GetAwaiter().GetResult();
+        _client = InitClient.Connect(path, (_, _) => { });
     }
 
     [GlobalCleanup]

@@ -29,6 +29,7 @@
 
 #define MAX_CGROUPS 16
 #define MAX_CGROUP_SETS 16
+#define ZYGOTE_MAX_ARGS 128 /* per request, the sequence number included */
 #define MAX_CLIENTS 64
 #define MAX_RECV_FDS 8 /* SPAWN takes 3; room to notice (and close) a few extra */
 #define CLIENT_SNDBUF (1 << 20)
@@ -926,13 +927,19 @@ static int zygote_main(int argc, char **argv)
         if (read_full(0, buf, len) < 0)
             return 0;
         buf[len] = '\0';
-        char *args[64];
+        char *args[ZYGOTE_MAX_ARGS + 1];
         int n = 0;
-        for (char *p = buf; p < buf + len && n < 63; p += strlen(p) + 1)
+        char *p = buf;
+        for (; p < buf + len && n < ZYGOTE_MAX_ARGS; p += strlen(p) + 1)
             args[n++] = p;
         args[n] = NULL;
         if (strlen(args[0]) > 20)
             return 2;
+        /* Never run with part of a request: a dropped --cgroup-set would be a sandbox without a limit. */
+        if (p < buf + len) {
+            dprintf(1, "%s error args: %s\n", args[0], strerror(E2BIG));
+            continue;
+        }
         pid_t pid = fork();
         if (pid < 0) {
             dprintf(1, "%s error fork: %s\n", args[0], strerror(errno));

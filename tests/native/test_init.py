@@ -642,6 +642,39 @@ def t_bad_cgroup_set(init):
         shutil.rmtree(state, ignore_errors=True)
 
 
+def t_zygote(init):
+    """The zygote answers each request on its stdout, prefixed by the request's seq; a request with
+    more strings than it takes is refused whole (never started with part of its arguments)."""
+    import struct
+    z = subprocess.Popen([init, "--zygote"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    state = tempfile.mkdtemp(prefix="al-")
+    pid = None
+    try:
+        def ask(strings):
+            body = b"".join(x.encode() + b"\0" for x in strings)
+            z.stdin.write(struct.pack("<I", len(body)) + body)
+            z.stdin.flush()
+            return z.stdout.readline().decode()
+
+        base = ["--id", "zyg", "--lower", ROOTFS, "--state", state, "--disk-bytes", "1000000"]
+        line = ask(["7"] + base + ["--hostname", "h"] * 62)  # 1 + 8 + 124 = 133 strings
+        assert line == "7 error args: Argument list too long\n", line
+        assert not os.path.exists(os.path.join(state, "rw")), "a refused request must not start"
+        line = ask(["8"] + base)
+        m = re.fullmatch(r"8 ok (\d+) (\d+)\n", line)
+        assert m, line
+        pid = int(m.group(1))
+        with open(os.path.join(state, "init.pid")) as f:
+            assert f.read() == "%s %s" % (m.group(1), m.group(2))
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        z.stdin.close()
+        assert z.wait(timeout=10) == 0
+        time.sleep(0.1)
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def t_bad_lower(init):
     state = tempfile.mkdtemp(prefix="al-")
     try:
@@ -676,6 +709,7 @@ def main():
     check("ctl_path_too_long", t_ctl_path_too_long, init)
     check("bad_lower", t_bad_lower, init)
     check("bad_cgroup_set", t_bad_cgroup_set, init)
+    check("zygote", t_zygote, init)
     sb = Sandbox(init)
     try:
         sb.launch()

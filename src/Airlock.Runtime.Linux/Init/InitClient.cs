@@ -37,13 +37,12 @@ internal sealed class InitClient : IAsyncDisposable
     public Task Closed => _closed.Task;
 
     /// <param name="onExit">Called with (pid, wait status) on the receive loop, in order with replies.</param>
-    public static Task<InitClient> ConnectAsync(string socketPath, Action<int, int> onExit, CancellationToken cancellationToken)
+    public static InitClient Connect(string socketPath, Action<int, int> onExit)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         try
         {
             // A unix socket connect completes at once (or fails): no need for the async engine.
-            cancellationToken.ThrowIfCancellationRequested();
             socket.Connect(new UnixDomainSocketEndPoint(socketPath));
         }
         catch
@@ -52,7 +51,7 @@ internal sealed class InitClient : IAsyncDisposable
             throw;
         }
 
-        return Task.FromResult(new InitClient(socket, onExit));
+        return new InitClient(socket, onExit);
     }
 
     public async Task PingAsync(CancellationToken cancellationToken = default)
