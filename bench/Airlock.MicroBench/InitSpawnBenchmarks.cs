@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using Airlock.Runtime.Linux.Init;
+using Airlock.Runtime.Linux.Reactor;
 using BenchmarkDotNet.Attributes;
 
 namespace Airlock.MicroBench;
@@ -9,7 +10,7 @@ namespace Airlock.MicroBench;
 /// The SPAWN message of the init protocol. Its encoding is inline in InitClient.SpawnAsync (no
 /// separate encoder to call), and InitClient only exists connected to a socket, so this measures
 /// the whole client side of a spawn against a fake init on a real SOCK_SEQPACKET socket in this
-/// process: encode, sendmsg, the receive loop, the reply, the continuation. The fake init answers
+/// process: encode, sendmsg, the reactor reading the reply, the continuation. The fake init answers
 /// SPAWNED at once, so this is the server's share of a spawn's round trip, not a fork+exec.
 /// No fds are attached (the real call attaches the child's 3 stdio fds with SCM_RIGHTS).
 /// </summary>
@@ -34,6 +35,7 @@ public class InitSpawnBenchmarks
     private Socket _listener = null!;
     private Thread _fakeInit = null!;
     private InitClient _client = null!;
+    private OutputReactor _reactor = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -45,13 +47,15 @@ public class InitSpawnBenchmarks
         _listener.Listen(1);
         _fakeInit = new Thread(Serve) { IsBackground = true, Name = "fake-init" };
         _fakeInit.Start();
-        _client = InitClient.Connect(path, (_, _) => { });
+        _reactor = new OutputReactor();
+        _client = InitClient.Connect(path, _reactor, (_, _) => { });
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
         _client.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _reactor.Dispose();
         _listener.Dispose();
         _fakeInit.Join(TimeSpan.FromSeconds(5));
         Directory.Delete(_dir, recursive: true);

@@ -131,7 +131,7 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
     {
         LinuxRuntimeSandbox? sandbox = null;
         cancellationToken.ThrowIfCancellationRequested();
-        var client = InitClient.Connect(Path.Combine(StateDir(record.Id), "ctl"), (pid, status) => sandbox!.OnExit(pid, status));
+        var client = InitClient.Connect(Path.Combine(StateDir(record.Id), "ctl"), _reactor, (pid, status) => sandbox?.OnExit(pid, status));
         // /proc/<init>/root is the sandbox's root directory in its own mount namespace; every file
         // operation resolves beneath this fd (LinuxSandboxFileSystem).
         var rootFd = openat(AT_FDCWD, $"/proc/{record.InitPid}/root", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);

@@ -2,48 +2,63 @@ using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Text;
+using Airlock.Runtime.Linux.Reactor;
 using static Airlock.Runtime.Linux.Interop.Libc;
 
 namespace Airlock.Runtime.Linux.Init;
 
 /// <summary>
 /// The server's end of a sandbox init's control socket (docs/init-protocol.md): SEQPACKET, one
-/// message per request, reply or event. Receiving goes through .NET's socket engine; sending is a
-/// raw <c>sendmsg</c> because .NET cannot attach fds (SCM_RIGHTS).
+/// message per request, reply or event. Replies and events are read on the output reactor's thread
+/// (so an EXIT finishes the process's streams there, without a thread-pool hop); sending is a raw
+/// <c>sendmsg</c> on the caller's thread because .NET cannot attach fds (SCM_RIGHTS).
 /// </summary>
-internal sealed class InitClient : IAsyncDisposable
+internal sealed class InitClient : IAsyncDisposable, OutputReactor.IReadable
 {
     public const uint OpSpawn = 1, OpSignal = 2, OpPing = 3, OpList = 4;
     public const uint RespAck = 100, RespSpawned = 101, RespList = 104, EvtExit = 200;
     public const uint FlagPty = 1, FlagRootCaps = 2, FlagNoNewPrivs = 4;
 
+    private static readonly TimeSpan s_replyTimeout = TimeSpan.FromSeconds(30);
+
     private readonly Socket _socket;
+    private readonly int _fd;
+    private readonly OutputReactor _reactor;
     private readonly ConcurrentDictionary<uint, Pending> _pending = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action<int, int> _onExit;
     private int _seq;
-    private volatile bool _disposing;
+    private int _disposing;
 
     private sealed record Pending(TaskCompletionSource<byte[]> Reply, Action<byte[]>? Inline);
 
-    private InitClient(Socket socket, Action<int, int> onExit)
+    private InitClient(Socket socket, OutputReactor reactor, Action<int, int> onExit)
     {
         _socket = socket;
+        _fd = (int)socket.SafeHandle.DangerousGetHandle();
+        _reactor = reactor;
         _onExit = onExit;
-        _ = ReceiveLoopAsync();
+        reactor.Watch(_fd, this);
     }
 
     /// <summary>Completes when the init is gone (its end of the socket closed).</summary>
     public Task Closed => _closed.Task;
 
-    /// <param name="onExit">Called with (pid, wait status) on the receive loop, in order with replies.</param>
-    public static InitClient Connect(string socketPath, Action<int, int> onExit)
+    /// <param name="onExit">
+    /// Called with (pid, wait status) on the reactor thread, in order with replies: after the
+    /// SPAWNED of that pid, before anything the init sent later.
+    /// </param>
+    public static InitClient Connect(string socketPath, OutputReactor reactor, Action<int, int> onExit)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         try
         {
             // A unix socket connect completes at once (or fails): no need for the async engine.
+            // Non-blocking afterwards: the reactor reads until EAGAIN, and a full send buffer must
+            // not block the sender for good (Send waits it out in slices).
             socket.Connect(new UnixDomainSocketEndPoint(socketPath));
+            socket.Blocking = false;
         }
         catch
         {
@@ -51,7 +66,7 @@ internal sealed class InitClient : IAsyncDisposable
             throw;
         }
 
-        return new InitClient(socket, onExit);
+        return new InitClient(socket, reactor, onExit);
     }
 
     public async Task PingAsync(CancellationToken cancellationToken = default)
@@ -148,9 +163,7 @@ internal sealed class InitClient : IAsyncDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(message.AsSpan(4), seq);
             body.CopyTo(message, 8);
             Send(message, fds);
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(30));
-            return await pending.Reply.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            return await pending.Reply.Task.WaitAsync(s_replyTimeout, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -183,65 +196,96 @@ internal sealed class InitClient : IAsyncDisposable
                 msg.ControlLen = (cmsgLen + 7) & ~7;
             }
 
-            var fd = (int)_socket.SafeHandle.DangerousGetHandle();
-            for (var attempt = 0; ; attempt++)
+            // The reference keeps the fd number ours while a concurrent dispose closes the socket.
+            var added = false;
+            try
             {
-                var n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-                if (n >= 0)
+                _socket.SafeHandle.DangerousAddRef(ref added);
+                for (var attempt = 0; ; attempt++)
                 {
-                    return;
-                }
+                    var n = sendmsg(_fd, &msg, MSG_NOSIGNAL);
+                    if (n >= 0)
+                    {
+                        return;
+                    }
 
-                var errno = Errno;
-                // The socket is non-blocking (the receive side is async): wait out a full buffer briefly.
-                if ((errno == EAGAIN || errno == EINTR) && attempt < 1000)
+                    var errno = Errno;
+                    // The socket is non-blocking: wait out a full buffer briefly.
+                    if ((errno == EAGAIN || errno == EINTR) && attempt < 1000)
+                    {
+                        Thread.Sleep(1);
+                        continue;
+                    }
+
+                    throw new IOException($"sending to the sandbox's init failed: {StrError(errno)}");
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                throw new IOException("the sandbox's init is gone");
+            }
+            finally
+            {
+                if (added)
                 {
-                    Thread.Sleep(1);
-                    continue;
+                    _socket.SafeHandle.DangerousRelease();
                 }
-
-                throw new IOException($"sending to the sandbox's init failed: {StrError(errno)}");
             }
         }
     }
 
-    private async Task ReceiveLoopAsync()
+    /// <summary>On the reactor thread: every message queued on the socket, in order. False once the init is gone.</summary>
+    unsafe bool OutputReactor.IReadable.OnReadable(byte[] buffer)
     {
-        var buffer = new byte[64 * 1024];
-        try
+        fixed (byte* data = buffer)
         {
             while (true)
             {
-                var n = await _socket.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false);
-                if (n <= 0)
+                var n = recv(_fd, data, buffer.Length, MSG_DONTWAIT);
+                if (n < 0)
                 {
-                    break;
+                    var errno = Errno;
+                    if (errno == EINTR)
+                    {
+                        continue;
+                    }
+
+                    if (errno == EAGAIN)
+                    {
+                        return true;
+                    }
                 }
 
-                var type = BinaryPrimitives.ReadUInt32LittleEndian(buffer);
-                var seq = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(4));
-                if (type == EvtExit)
+                if (n < 8)
                 {
-                    _onExit((int)BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(8)), BinaryPrimitives.ReadInt32LittleEndian(buffer.AsSpan(12)));
+                    // 0 = the init closed its end; an error (ECONNRESET) is the same for us.
+                    OnClosed();
+                    return false;
                 }
-                else if (_pending.TryGetValue(seq, out var pending))
-                {
-                    var message = buffer.AsSpan(0, n).ToArray();
-                    pending.Inline?.Invoke(message);
-                    pending.Reply.TrySetResult(message);
-                }
+
+                Dispatch(buffer.AsSpan(0, (int)n));
             }
         }
-        catch (Exception) when (_disposing)
-        {
-        }
-        catch (SocketException)
-        {
-        }
-        catch (ObjectDisposedException)
-        {
-        }
+    }
 
+    private void Dispatch(ReadOnlySpan<byte> message)
+    {
+        var type = BinaryPrimitives.ReadUInt32LittleEndian(message);
+        var seq = BinaryPrimitives.ReadUInt32LittleEndian(message[4..]);
+        if (type == EvtExit && message.Length >= 16)
+        {
+            _onExit((int)BinaryPrimitives.ReadUInt32LittleEndian(message[8..]), BinaryPrimitives.ReadInt32LittleEndian(message[12..]));
+        }
+        else if (_pending.TryGetValue(seq, out var pending))
+        {
+            var copy = message.ToArray();
+            pending.Inline?.Invoke(copy);
+            pending.Reply.TrySetResult(copy);
+        }
+    }
+
+    private void OnClosed()
+    {
         _closed.TrySetResult();
         foreach (var pending in _pending.Values)
         {
@@ -268,12 +312,19 @@ internal sealed class InitClient : IAsyncDisposable
         }
     }
 
-    public bool IsDisposing => _disposing;
-
-    public ValueTask DisposeAsync()
+    /// <summary>Stops reading (on the reactor thread, so no read is in flight) and closes the socket.</summary>
+    public async ValueTask DisposeAsync()
     {
-        _disposing = true;
-        _socket.Dispose();
-        return ValueTask.CompletedTask;
+        if (Interlocked.Exchange(ref _disposing, 1) == 0)
+        {
+            _reactor.Unwatch(_fd, this, () =>
+            {
+                _socket.Dispose();
+                OnClosed();
+                _disposed.TrySetResult();
+            });
+        }
+
+        await _disposed.Task.ConfigureAwait(false);
     }
 }

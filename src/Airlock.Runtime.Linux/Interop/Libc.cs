@@ -192,6 +192,9 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint sendmsg(int fd, MsgHdr* msg, int flags);
 
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint recv(int fd, byte* buf, nint len, int flags);
+
     public const int MSG_NOSIGNAL = 0x4000, MSG_DONTWAIT = 0x40;
     public const int SOL_SOCKET = 1, SCM_RIGHTS = 1;
 
