@@ -18,9 +18,9 @@ flock -u 9
 BENCH_DLL="$PWD/bench/Airlock.Bench/bin/$CONFIGURATION/net10.0/airlock-bench.dll"
 
 missing=()
-for p in crun runc bubblewrap; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in crun runc bubblewrap wrk; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "==> installing ${missing[*]} (the peers)"
+  echo "==> installing ${missing[*]} (the peers and the load generator)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -64,6 +64,8 @@ internal sealed class Options
 
     public int ThroughputConcurrency => 16;
 
+    public int ThroughputWrkSeconds => Quick ? 5 : 10;
+
     public int IdleSandboxes => Quick ? 100 : 500;
 
     public int FileRuns => Quick ? 3 : 5;

@@ -18,6 +18,8 @@ internal sealed class Report(Options options)
     private Sample? _exec;
     private double _execPerS;
     private double _execPerSSeconds;
+    private double _execPerSHttpClient;
+    private JsonObject? _wrk;
     private double _idleHostMib;
     private double _idleCgroupMib;
     private int _idleCount;
@@ -239,7 +241,58 @@ internal sealed class Report(Options options)
         var sw = Stopwatch.StartNew();
         await Parallel.ForEachAsync(Enumerable.Range(0, options.ThroughputCommands), new ParallelOptions { MaxDegreeOfParallelism = options.ThroughputConcurrency, CancellationToken = ct }, async (i, c) => await api.ExecAsync(ids[i % ids.Count], "true", c));
         _execPerSSeconds = sw.Elapsed.TotalSeconds;
-        _execPerS = options.ThroughputCommands / _execPerSSeconds;
+        _execPerSHttpClient = _execPerS = options.ThroughputCommands / _execPerSSeconds;
+
+        // The same load from wrk (one C thread, the same number of connections): the load generator
+        // shares the two cores with the server, and HttpClient's own cost per request is about the
+        // server's (perf: the bench process took ~1/3 of all samples). wrk's figure is the server's
+        // capacity; HttpClient's stays in the table. Without wrk, the HttpClient figure counts.
+        if (await RunWrkAsync(ids, ct) is { } wrk)
+        {
+            _wrk = wrk;
+            _execPerS = (double)wrk["requests"]! / (double)wrk["seconds"]!;
+        }
+    }
+
+    private async Task<JsonObject?> RunWrkAsync(List<string> ids, CancellationToken ct)
+    {
+        var script = Path.Combine(AppContext.BaseDirectory, "exec.lua");
+        var start = new ProcessStartInfo("wrk") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in (string[])["-t1", $"-c{options.ThroughputConcurrency}", $"-d{options.ThroughputWrkSeconds}s", "-s", script, options.Url.ToString().TrimEnd('/'), "--", options.Key, .. ids])
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        Process? process;
+        try
+        {
+            process = Process.Start(start);
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            Console.Error.WriteLine("    wrk is not installed: commands/s from HttpClient only");
+            return null;
+        }
+
+        using (process)
+        {
+            var stdout = process!.StandardOutput.ReadToEndAsync(ct);
+            var stderr = process.StandardError.ReadToEndAsync(ct);
+            await process.WaitForExitAsync(ct);
+            var line = (await stdout).Split('\n').FirstOrDefault(l => l.StartsWith("WRK ", StringComparison.Ordinal));
+            if (process.ExitCode != 0 || line is null)
+            {
+                throw new InvalidOperationException($"wrk failed ({process.ExitCode}): {await stderr}{await stdout}");
+            }
+
+            var result = JsonNode.Parse(line[4..])!.AsObject();
+            if ((int)result["failures"]! > 0)
+            {
+                throw new InvalidOperationException($"wrk: {result["failures"]} commands did not answer 200 with exit code 0");
+            }
+
+            return result;
+        }
     }
 
     /// <summary>
@@ -393,7 +446,9 @@ internal sealed class Report(Options options)
         w.WriteLine($"| create_warm -> first cmd (ms) | {F(_warmFirstCommand?.Median)} | {F(_warmFirstCommand?.P95)} | {_warmFirstCommand?.Count} | |");
         w.WriteLine($"| create network internet -> first cmd (ms) | {F(_internet?.Median)} | {F(_internet?.P95)} | {_internet?.Count} | {F(Ratio(_internet, _warmFirstCommand))}x warm |");
         w.WriteLine($"| exec round trip (ms) | {F(_exec?.Median)} | {F(_exec?.P95)} | {_exec?.Count} | {F(Ratio(_exec, _peers["floor_spawn"]))}x spawn floor |");
-        w.WriteLine($"| exec/s, {options.ThroughputSandboxes} sandboxes, {options.ThroughputConcurrency} in flight | {F(_execPerS, 0)} | | {options.ThroughputCommands} | |");
+        var wrkCount = _wrk is null ? "" : $"{_wrk["requests"]}";
+        var wrkNote = _wrk is null ? "HttpClient (no wrk)" : $"wrk -t1 -c{options.ThroughputConcurrency} {options.ThroughputWrkSeconds} s; HttpClient {F(_execPerSHttpClient, 0)}/s ({options.ThroughputCommands})";
+        w.WriteLine($"| exec/s, {options.ThroughputSandboxes} sandboxes, {options.ThroughputConcurrency} in flight | {F(_execPerS, 0)} | | {wrkCount} | {wrkNote} |");
         w.WriteLine($"| idle MiB/sandbox (host MemAvailable) | {F(_idleHostMib)} | | {_idleCount} | cgroup sum: {F(_idleCgroupMib)} MiB each |");
         w.WriteLine($"| file write 100 MiB (MB/s) | {F(_write?.Median, 0)} | {F(_write?.Percentile(5), 0)} (p5) | {_write?.Count} | |");
         w.WriteLine($"| file read 100 MiB (MB/s) | {F(_read?.Median, 0)} | {F(_read?.Percentile(5), 0)} (p5) | {_read?.Count} | |");
@@ -471,6 +526,8 @@ internal sealed class Report(Options options)
                     ["sandboxes"] = options.ThroughputSandboxes,
                     ["in_flight"] = options.ThroughputConcurrency,
                     ["seconds"] = N(_execPerSSeconds),
+                    ["httpclient_per_s"] = N(_execPerSHttpClient, 1),
+                    ["wrk"] = _wrk?.DeepClone(),
                 },
                 ["idle"] = new JsonObject
                 {
