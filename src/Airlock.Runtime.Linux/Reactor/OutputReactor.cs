@@ -237,6 +237,13 @@ internal sealed unsafe class OutputReactor : IDisposable
         _stopping = true;
         Post(() => { });
         _thread.Join(TimeSpan.FromSeconds(2));
+        // An action posted just before the thread saw _stopping (an Unwatch that a DisposeAsync
+        // awaits) still runs, before the epoll fd it may use is closed.
+        while (_queue.TryDequeue(out var action))
+        {
+            action();
+        }
+
         close(_wake);
         close(_epoll);
     }
