@@ -184,7 +184,7 @@ struct child_args {
 
 /* Runs on its own stack in B's memory. Only per-task state is changed (creds, session, fds and
  * signal dispositions are the child's own copies: no CLONE_FILES/CLONE_FS/CLONE_SIGHAND). The
- * bounding set, the seccomp filter and B's signal dispositions were set up once in B (§1 step 6),
+ * bounding set, the seccomp filter and B's signal dispositions were set up once in B (§1 step 8),
  * so the child inherits them instead of building them each time. */
 static int child(void *arg)
 {

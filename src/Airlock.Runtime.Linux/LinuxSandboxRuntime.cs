@@ -25,7 +25,7 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
     private readonly RuntimeOptions _options;
     private readonly SandboxOptions _sandboxOptions;
     private readonly ILogger<LinuxSandboxRuntime> _logger;
-    private readonly OutputReactor _reactor = new();
+    private readonly OutputReactor _reactor;
     private readonly InitZygote _zygote;
 
     public LinuxSandboxRuntime(IOptions<RuntimeOptions> options, IOptions<SandboxOptions> sandboxOptions, ILogger<LinuxSandboxRuntime> logger)
@@ -33,6 +33,7 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
         _options = options.Value;
         _sandboxOptions = sandboxOptions.Value;
         _logger = logger;
+        _reactor = new OutputReactor(logger);
         Cgroups = new CgroupManager(_options.ResolvedCgroupName);
         _zygote = new InitZygote(_options.ResolvedInitPath);
         if (_options.FavorDynMods && FavorDynMods.Ensure() is { } why)
@@ -115,14 +116,22 @@ internal sealed partial class LinuxSandboxRuntime : ISandboxRuntime, IDisposable
             return null;
         }
 
+        LinuxRuntimeSandbox? sandbox = null;
         try
         {
-            var sandbox = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+            sandbox = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
             await sandbox.Client.PingAsync(cancellationToken).ConfigureAwait(false);
             return sandbox;
         }
-        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
+        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or TimeoutException)
         {
+            // Not adopted: stop reading its socket and close the root fd, which would otherwise
+            // keep the dead sandbox's overlay and tmpfs alive after recovery destroys it.
+            if (sandbox is not null)
+            {
+                await sandbox.DisposeAsync().ConfigureAwait(false);
+            }
+
             return null;
         }
     }

@@ -76,7 +76,7 @@ internal sealed class InitClient : IAsyncDisposable, OutputReactor.IReadable
     }
 
     /// <summary>
-    /// Starts a process. <paramref name="onSpawned"/> runs on the receive loop with (err, pid, step)
+    /// Starts a process. <paramref name="onSpawned"/> runs on the reactor thread with (err, pid, step)
     /// before any later message, so the caller can register the pid before its EXIT can arrive.
     /// </summary>
     public async Task<(int Err, int Pid, string Step)> SpawnAsync(
@@ -117,6 +117,11 @@ internal sealed class InitClient : IAsyncDisposable, OutputReactor.IReadable
 
     private static (int Err, int Pid, string Step) ParseSpawned(byte[] r)
     {
+        if (r.Length < 16)
+        {
+            throw new IOException("the sandbox's init sent a short SPAWNED reply");
+        }
+
         var err = BinaryPrimitives.ReadInt32LittleEndian(r.AsSpan(8));
         var pid = (int)BinaryPrimitives.ReadUInt32LittleEndian(r.AsSpan(12));
         var step = r.Length > 16 ? Encoding.UTF8.GetString(r.AsSpan(16)).TrimEnd('\0') : "";
@@ -279,8 +284,16 @@ internal sealed class InitClient : IAsyncDisposable, OutputReactor.IReadable
         else if (_pending.TryGetValue(seq, out var pending))
         {
             var copy = message.ToArray();
-            pending.Inline?.Invoke(copy);
-            pending.Reply.TrySetResult(copy);
+            try
+            {
+                pending.Inline?.Invoke(copy);
+                pending.Reply.TrySetResult(copy);
+            }
+            catch (Exception ex)
+            {
+                // A malformed reply fails its request, not the reactor.
+                pending.Reply.TrySetException(new IOException("the sandbox's init sent a malformed reply", ex));
+            }
         }
     }
 

@@ -91,7 +91,7 @@ internal sealed class LinuxRuntimeSandbox : IRuntimeSandbox
                 request.User.Uid, request.User.Gid, flags, request.Cwd, request.Argv, request.Env, [stdin, stdout, stderr],
                 (e, p, _) =>
                 {
-                    // On the receive loop, before this pid's EXIT can be read.
+                    // On the reactor thread, before this pid's EXIT can be read.
                     if (e == 0)
                     {
                         handle.Pid = p;

@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using Airlock.Core.Runtime;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using static Airlock.Runtime.Linux.Interop.Libc;
 
 namespace Airlock.Runtime.Linux.Reactor;
@@ -13,16 +15,19 @@ namespace Airlock.Runtime.Linux.Reactor;
 /// EXIT reaches the process's streams without a hop to the thread pool and back: measured, that
 /// hop was two thread wake-ups per command.
 /// </summary>
-internal sealed unsafe class OutputReactor : IDisposable
+internal sealed unsafe partial class OutputReactor : IDisposable
 {
     /// <summary>The largest message read from a watched fd at once: the init protocol's MSG_MAX.</summary>
     public const int MessageMax = 256 * 1024;
     private const int OutputChunk = 64 * 1024;
 
-    private readonly int _epoll;
-    private readonly int _wake;
     private readonly Thread _thread;
+    private readonly ILogger _logger;
     private readonly ConcurrentQueue<Action> _queue = new();
+    private readonly object _postLock = new();
+    private int _epoll;
+    private int _wake;
+    private bool _closed; // under _postLock: the thread is gone and the fds closed; posts run inline
     private readonly Dictionary<int, Stream> _streams = [];
     private readonly Dictionary<int, IReadable> _watches = [];
     private readonly byte[] _buffer = new byte[MessageMax];
@@ -39,8 +44,9 @@ internal sealed unsafe class OutputReactor : IDisposable
         bool OnReadable(byte[] buffer);
     }
 
-    public OutputReactor()
+    public OutputReactor(ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         _epoll = epoll_create1(EPOLL_CLOEXEC);
         _wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (_epoll < 0 || _wake < 0)
@@ -50,7 +56,7 @@ internal sealed unsafe class OutputReactor : IDisposable
 
         var ev = new EpollEvent { Events = EPOLLIN, Data = unchecked((ulong)-1L) };
         epoll_ctl(_epoll, EPOLL_CTL_ADD, _wake, &ev);
-        _thread = new Thread(Run) { IsBackground = true, Name = "airlock-output" };
+        _thread = new Thread(Loop) { IsBackground = true, Name = "airlock-output" };
         _thread.Start();
     }
 
@@ -103,20 +109,11 @@ internal sealed unsafe class OutputReactor : IDisposable
     /// Stops watching <paramref name="fd"/>, then runs <paramref name="then"/> on the reactor thread
     /// (where the owner closes the fd: no read of it can be in flight there).
     /// </summary>
-    public void Unwatch(int fd, IReadable readable, Action then)
+    public void Unwatch(int fd, IReadable readable, Action then) => Run(() =>
     {
-        if (_stopping)
-        {
-            then();
-            return;
-        }
-
-        Run(() =>
-        {
-            StopWatching(fd, readable);
-            then();
-        });
-    }
+        StopWatching(fd, readable);
+        then();
+    });
 
     private void StopWatching(int fd, IReadable readable)
     {
@@ -142,12 +139,40 @@ internal sealed unsafe class OutputReactor : IDisposable
 
     private void Post(Action action)
     {
-        _queue.Enqueue(action);
-        ulong one = 1;
-        write(_wake, (byte*)&one, 8);
+        lock (_postLock)
+        {
+            if (_closed)
+            {
+                // Disposed: nothing reads the queue any more, so run it here (serialised by the
+                // lock). An Unwatch that a DisposeAsync awaits still completes; epoll calls on the
+                // closed (-1) fd fail harmlessly.
+                Guard(action);
+                return;
+            }
+
+            _queue.Enqueue(action);
+            ulong one = 1;
+            write(_wake, (byte*)&one, 8);
+        }
     }
 
-    private void Run()
+    /// <summary>
+    /// A callback that throws (a sink, a malformed init message) must not end this thread: every
+    /// sandbox's output and exits go through it. It is logged and the loop goes on.
+    /// </summary>
+    private void Guard(Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception ex)
+        {
+            LogCallbackFailed(ex);
+        }
+    }
+
+    private void Loop()
     {
         const int max = 256;
         var events = stackalloc EpollEvent[max];
@@ -168,23 +193,31 @@ internal sealed unsafe class OutputReactor : IDisposable
                     continue;
                 }
 
+                // Inline try/catch rather than Guard: no closure per event on the hot path.
                 var fd = (int)events[i].Data;
-                if (_streams.TryGetValue(fd, out var stream))
+                try
                 {
-                    if (!Drain(stream))
+                    if (_streams.TryGetValue(fd, out var stream))
                     {
-                        Remove(stream);
+                        if (!Drain(stream))
+                        {
+                            Remove(stream);
+                        }
+                    }
+                    else if (_watches.TryGetValue(fd, out var readable) && !readable.OnReadable(_buffer))
+                    {
+                        StopWatching(fd, readable);
                     }
                 }
-                else if (_watches.TryGetValue(fd, out var readable) && !readable.OnReadable(_buffer))
+                catch (Exception ex)
                 {
-                    StopWatching(fd, readable);
+                    LogCallbackFailed(ex);
                 }
             }
 
             while (_queue.TryDequeue(out var action))
             {
-                action();
+                Guard(action);
             }
         }
     }
@@ -237,14 +270,22 @@ internal sealed unsafe class OutputReactor : IDisposable
         _stopping = true;
         Post(() => { });
         _thread.Join(TimeSpan.FromSeconds(2));
-        // An action posted just before the thread saw _stopping (an Unwatch that a DisposeAsync
-        // awaits) still runs, before the epoll fd it may use is closed.
-        while (_queue.TryDequeue(out var action))
+        lock (_postLock)
         {
-            action();
-        }
+            // What was posted before the thread saw _stopping still runs, then the fds close;
+            // any later post runs inline (Post).
+            while (_queue.TryDequeue(out var action))
+            {
+                Guard(action);
+            }
 
-        close(_wake);
-        close(_epoll);
+            _closed = true;
+            close(_wake);
+            close(_epoll);
+            _wake = _epoll = -1;
+        }
     }
+
+    [LoggerMessage(EventId = 210, Level = LogLevel.Error, Message = "a callback on the output reactor thread failed; the reactor goes on")]
+    private partial void LogCallbackFailed(Exception ex);
 }
