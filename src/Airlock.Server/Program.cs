@@ -47,7 +47,9 @@ builder.Services.AddOptions<RuntimeOptions>().BindConfiguration(RuntimeOptions.S
 });
 builder.Services.AddOptions<SandboxOptions>().BindConfiguration(SandboxOptions.Section).ValidateOnStart()
     .Validate(o => o.DefaultTimeoutSeconds >= 1 && o.DefaultTimeoutSeconds <= o.MaxTimeoutSeconds, "Airlock:Sandboxes:DefaultTimeoutSeconds must be between 1 and MaxTimeoutSeconds")
-    .Validate(o => o.DefaultMemoryMb >= 64, "Airlock:Sandboxes:DefaultMemoryMb must be at least 64");
+    .Validate(o => o.DefaultMemoryMb >= 64, "Airlock:Sandboxes:DefaultMemoryMb must be at least 64")
+    .Validate(o => o.WarmPoolSize >= 0, "Airlock:Sandboxes:WarmPoolSize must be 0 (no pool) or more")
+    .Validate(o => o.WarmPoolRefillDelayMs is >= 0 and <= 1000, "Airlock:Sandboxes:WarmPoolRefillDelayMs must be between 0 and 1000");
 
 builder.Services.AddSingleton(TimeProvider.System);
 // AIRLOCK_DATABASE: empty for SQLite in the data dir, or postgres://user:pass@host:5432/db.
@@ -121,7 +123,7 @@ app.MapAuth();
 Airlock.Server.E2b.Envd.ProcessRpc.MapEnvdProcessRpc(app);
 Airlock.Server.E2b.Envd.FilesystemRpc.MapEnvdFilesystemRpc(app);
 Airlock.Server.E2b.Envd.EnvdHttpEndpoints.MapEnvdHttp(app);
-app.MapE2bControlPlane(auth);
+app.MapE2bControlPlane();
 Airlock.Server.E2b.CodeInterpreter.CodeInterpreterEndpoints.MapCodeInterpreter(app);
 app.MapFallback((HttpContext context) => Problems.Result(404, "route_not_found", $"no route for {context.Request.Method} {context.Request.Path}"));
 

@@ -51,6 +51,12 @@ internal sealed class TenancyOptions
 
     /// <summary>PBKDF2-SHA256 iterations for new password hashes (OWASP 2023: 600,000).</summary>
     public int PasswordIterations { get; set; } = 600_000;
+
+    /// <summary>
+    /// Requests per minute per remote address to the routes that take a credential in their body
+    /// (<c>POST /v1/auth/login</c>, <c>/v1/invitations/accept</c>): each costs a PBKDF2. 0: no limit.
+    /// </summary>
+    public int AnonymousRequestsPerMinute { get; set; } = 20;
 }
 
 /// <summary>Section <c>Airlock:Quotas</c>.</summary>

@@ -13,8 +13,10 @@ internal sealed record ValidKey(string Id, string TeamId, string Prefix, Scopes 
 /// <summary>
 /// Teams, API keys and quota limits. Keys are validated from memory: a key (or an unknown hash) is
 /// read from the store once and trusted for <see cref="TenancyOptions.CacheSeconds"/>, so a request
-/// costs a SHA-256 and a dictionary lookup, not a database round trip. A revoke in this process
-/// takes effect at once; another server sharing PostgreSQL sees it within that TTL.
+/// costs a SHA-256 and a dictionary lookup, not a database round trip. Valid keys and unknown
+/// hashes are cached apart, each bounded, so a flood of guesses (one query each) never evicts a
+/// valid key. A revoke in this process takes effect at once; another server sharing PostgreSQL
+/// sees it within that TTL.
 /// </summary>
 internal sealed partial class TenancyService(
     SqlTenancyStore store,
@@ -27,8 +29,14 @@ internal sealed partial class TenancyService(
     public const string DefaultTeamId = "default";
     public const string BootstrapKeyId = "bootstrap";
     private const int MaxCachedKeys = 100_000;
+    private const int MaxCachedUnknown = 10_000;
 
-    private readonly ConcurrentDictionary<string, (ValidKey? Key, long LoadedAt)> _keys = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (ValidKey Key, long LoadedAt)> _keys = new(StringComparer.Ordinal);
+    // Unknown, revoked (and not yet expired-out) hashes: a repeated bad key costs no query.
+    private readonly ConcurrentDictionary<string, long> _unknown = new(StringComparer.Ordinal);
+    // Cache writes and revokes are ordered by this lock and _revocations (see CacheLoaded).
+    private readonly Lock _cacheWrite = new();
+    private long _revocations;
     private readonly ConcurrentDictionary<string, (TeamRow? Team, long LoadedAt)> _teams = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _lastUsedWritten = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _lastUsedPending = new(StringComparer.Ordinal);
@@ -52,7 +60,12 @@ internal sealed partial class TenancyService(
                 CreatedAt = now,
             },
             cancellationToken).ConfigureAwait(false);
-        _keys.Clear();
+        lock (_cacheWrite)
+        {
+            _revocations++;
+            _keys.Clear();
+            _unknown.Clear();
+        }
     }
 
     public static string HashKey(string key) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
@@ -70,25 +83,30 @@ internal sealed partial class TenancyService(
 
         var hash = HashKey(presented);
         var now = time.GetTimestamp();
-        if (!_keys.TryGetValue(hash, out var cached) || time.GetElapsedTime(cached.LoadedAt, now).TotalSeconds >= _options.CacheSeconds)
+        ValidKey valid;
+        if (_keys.TryGetValue(hash, out var cached) && time.GetElapsedTime(cached.LoadedAt, now).TotalSeconds < _options.CacheSeconds)
         {
+            valid = cached.Key;
+        }
+        else if (_unknown.TryGetValue(hash, out var seen) && time.GetElapsedTime(seen, now).TotalSeconds < _options.CacheSeconds)
+        {
+            return null;
+        }
+        else
+        {
+            // Read before the query: a revoke that lands while it runs makes its result too old to cache.
+            var generation = Volatile.Read(ref _revocations);
             var row = await store.GetKeyByHashAsync(hash, cancellationToken).ConfigureAwait(false);
             var key = row is null || row.RevokedAt is not null
                 ? null
                 : new ValidKey(row.Id, row.TeamId, row.Prefix, ScopeNames.ParseStored(row.Scopes), row.InstanceAdmin != 0, row.ExpiresAt);
-            if (_keys.Count >= MaxCachedKeys)
+            CacheLoaded(hash, key, generation, now);
+            if (key is null)
             {
-                // Unknown keys are cached too (so guessing costs no query); bound what that can hold.
-                _keys.Clear();
+                return null;
             }
 
-            cached = (key, now);
-            _keys[hash] = cached;
-        }
-
-        if (cached.Key is not { } valid)
-        {
-            return null;
+            valid = key;
         }
 
         var nowMs = time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -106,6 +124,48 @@ internal sealed partial class TenancyService(
 
         return valid;
     }
+
+    /// <summary>
+    /// Caches what one lookup read, unless a revoke ran since <paramref name="generation"/> was read
+    /// (before the query): that result may predate the revoke and must not overwrite its "no such
+    /// key". Under the lock, a revoke's entry and this check cannot interleave.
+    /// </summary>
+    internal void CacheLoaded(string hash, ValidKey? key, long generation, long loadedAt)
+    {
+        lock (_cacheWrite)
+        {
+            if (_revocations != generation)
+            {
+                return;
+            }
+
+            if (key is null)
+            {
+                if (_unknown.Count >= MaxCachedUnknown)
+                {
+                    // Each distinct guess is one query and one entry here; guesses fill only this
+                    // cache, never the valid keys'.
+                    _unknown.Clear();
+                }
+
+                _keys.TryRemove(hash, out _);
+                _unknown[hash] = loadedAt;
+            }
+            else
+            {
+                if (_keys.Count >= MaxCachedKeys)
+                {
+                    _keys.Clear();
+                }
+
+                _unknown.TryRemove(hash, out _);
+                _keys[hash] = (key, loadedAt);
+            }
+        }
+    }
+
+    /// <summary>How many revokes this process has made (for <see cref="CacheLoaded"/>).</summary>
+    internal long RevocationGeneration => Volatile.Read(ref _revocations);
 
     public async Task FlushLastUsedAsync(CancellationToken cancellationToken = default)
     {
@@ -373,8 +433,15 @@ internal sealed partial class TenancyService(
         }
 
         await store.RevokeKeyAsync(keyId, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
-        // At once in this process: the cached entry becomes "no such key".
-        _keys[row.Hash] = (null, time.GetTimestamp());
+        // At once in this process: the cached entry becomes "no such key", and a lookup that read the
+        // row before the revoke can no longer cache it as valid (CacheLoaded).
+        lock (_cacheWrite)
+        {
+            _revocations++;
+            _keys.TryRemove(row.Hash, out _);
+            _unknown[row.Hash] = time.GetTimestamp();
+        }
+
         audit.Record(row.TeamId, "apikey.revoke", row.Id, $"name={row.Name} prefix={row.Prefix}");
         LogRevoked(row.Id, row.Prefix);
     }

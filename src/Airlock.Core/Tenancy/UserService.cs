@@ -113,8 +113,14 @@ internal sealed partial class UserService(
         await tenancy.RequireTeamAsync(caller, teamId, Scopes.TeamAdmin, cancellationToken).ConfigureAwait(false);
         role = await CheckRoleAsync(caller, teamId, role, cancellationToken).ConfigureAwait(false);
         email = NormalizeEmail(email);
-        var user = await store.GetUserByEmailAsync(email, cancellationToken).ConfigureAwait(false)
-            ?? await CreateUserAsync(email, password, name, cancellationToken).ConfigureAwait(false);
+        var user = await store.GetUserByEmailAsync(email, cancellationToken).ConfigureAwait(false);
+        if (user is not null)
+        {
+            // Adding an existing member again changes their role: an owner's only by an owner.
+            await CheckOwnerChangeAsync(caller, teamId, user.Id, role, cancellationToken).ConfigureAwait(false);
+        }
+
+        user ??= await CreateUserAsync(email, password, name, cancellationToken).ConfigureAwait(false);
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         await store.UpsertMemberAsync(teamId, user.Id, role, now, cancellationToken).ConfigureAwait(false);
         audit.Record(teamId, "member.add", user.Id, $"email={email} role={role}");
@@ -124,6 +130,7 @@ internal sealed partial class UserService(
     public async Task RemoveMemberAsync(Caller caller, string teamId, string userId, CancellationToken cancellationToken = default)
     {
         await tenancy.RequireTeamAsync(caller, teamId, Scopes.TeamAdmin, cancellationToken).ConfigureAwait(false);
+        await CheckOwnerChangeAsync(caller, teamId, userId, newRole: null, cancellationToken).ConfigureAwait(false);
         if (!await store.RemoveMemberAsync(teamId, userId, cancellationToken).ConfigureAwait(false))
         {
             throw AirlockException.NotFound($"member '{userId}'");
@@ -178,12 +185,16 @@ internal sealed partial class UserService(
         }
 
         user ??= await CreateUserAsync(invitation.Email, password, name, cancellationToken).ConfigureAwait(false);
-        await store.UpsertMemberAsync(invitation.TeamId, user.Id, invitation.Role, now, cancellationToken).ConfigureAwait(false);
+        // The token goes to whoever made the invitation, and an existing user needs no password to
+        // accept: so an invitation never demotes an owner (an admin could otherwise invite the owner
+        // as a viewer and accept it themselves).
+        var role = await RoleOfAsync(user.Id, invitation.TeamId, cancellationToken).ConfigureAwait(false) == Roles.Owner ? Roles.Owner : invitation.Role;
+        await store.UpsertMemberAsync(invitation.TeamId, user.Id, role, now, cancellationToken).ConfigureAwait(false);
         var previous = Caller.Current;
         Caller.Current = new Caller(CallerKind.User, invitation.TeamId, Scopes.None, false, user.Id, user.Email, previous?.RemoteAddress);
-        audit.Record(invitation.TeamId, "invitation.accept", invitation.Id, $"email={user.Email} role={invitation.Role}");
+        audit.Record(invitation.TeamId, "invitation.accept", invitation.Id, $"email={user.Email} role={role}");
         Caller.Current = previous;
-        return new MemberRow { TeamId = invitation.TeamId, UserId = user.Id, Email = user.Email, Role = invitation.Role, CreatedAt = now };
+        return new MemberRow { TeamId = invitation.TeamId, UserId = user.Id, Email = user.Email, Role = role, CreatedAt = now };
     }
 
     private async Task<UserRow> CreateUserAsync(string email, string? password, string? name, CancellationToken cancellationToken)
@@ -218,19 +229,43 @@ internal sealed partial class UserService(
         }
 
         // Only an owner of the team (or the instance admin) makes owners.
-        if (role == Roles.Owner && !caller.InstanceAdmin)
+        if (role == Roles.Owner && !await IsOwnerAsync(caller, teamId, cancellationToken).ConfigureAwait(false))
         {
-            var mine = caller.Kind == CallerKind.User
-                ? (await store.ListMembershipsAsync(caller.ActorId, cancellationToken).ConfigureAwait(false)).FirstOrDefault(m => m.TeamId == teamId)?.Role
-                : null;
-            if (mine != Roles.Owner)
-            {
-                throw new AirlockException("owner_required", 403, "only an owner of the team may make owners");
-            }
+            throw new AirlockException("owner_required", 403, "only an owner of the team may make owners");
         }
 
         return role;
     }
+
+    /// <summary>
+    /// Demoting or removing an owner (<paramref name="newRole"/> null: removing) needs an owner of the
+    /// team (or the instance admin), and never leaves a team that has owners without one.
+    /// </summary>
+    private async Task CheckOwnerChangeAsync(Caller caller, string teamId, string userId, string? newRole, CancellationToken cancellationToken)
+    {
+        if (newRole == Roles.Owner || await RoleOfAsync(userId, teamId, cancellationToken).ConfigureAwait(false) != Roles.Owner)
+        {
+            return;
+        }
+
+        if (!await IsOwnerAsync(caller, teamId, cancellationToken).ConfigureAwait(false))
+        {
+            throw new AirlockException("owner_required", 403, "only an owner of the team may demote or remove an owner");
+        }
+
+        var owners = (await store.ListMembersAsync(teamId, cancellationToken).ConfigureAwait(false)).Count(m => m.Role == Roles.Owner);
+        if (owners <= 1)
+        {
+            throw new AirlockException("last_owner", 409, "the team's last owner cannot be demoted or removed; make another member owner first");
+        }
+    }
+
+    /// <summary>Keys are never owners; a user is one when their membership in the team says so.</summary>
+    private async Task<bool> IsOwnerAsync(Caller caller, string teamId, CancellationToken cancellationToken) =>
+        caller.InstanceAdmin || (caller.Kind == CallerKind.User && await RoleOfAsync(caller.ActorId, teamId, cancellationToken).ConfigureAwait(false) == Roles.Owner);
+
+    private async Task<string?> RoleOfAsync(string userId, string teamId, CancellationToken cancellationToken) =>
+        (await store.ListMembershipsAsync(userId, cancellationToken).ConfigureAwait(false)).FirstOrDefault(m => m.TeamId == teamId)?.Role;
 
     private static string NormalizeEmail(string? email)
     {

@@ -5,6 +5,7 @@ using Airlock.Server.E2b;
 using Airlock.Server.E2b.ControlPlane;
 using Airlock.Server.Http;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
 
 namespace Airlock.Server.Auth;
 
@@ -16,9 +17,10 @@ namespace Airlock.Server.Auth;
 /// (unsafe methods then need <c>X-CSRF-Token</c>);</item>
 /// <item>the E2B control plane: <c>X-API-KEY</c>, errors in E2B's shape.</item>
 /// </list>
-/// Then the route's scope (<see cref="RouteScopes"/>) and the key's rate limit are checked.
+/// Then the route's scope (<see cref="RouteScopes"/>) and the key's rate limit are checked. The two
+/// anonymous routes (their body is the credential) are rate-limited per remote address.
 /// </summary>
-internal sealed partial class ApiKeyAuthentication(TenancyService tenancy, UserService users, RateLimiter limiter)
+internal sealed partial class ApiKeyAuthentication(TenancyService tenancy, UserService users, RateLimiter limiter, IOptions<TenancyOptions> options)
 {
     public const string SessionCookie = "airlock_session";
     public const string CsrfHeader = "X-CSRF-Token";
@@ -105,6 +107,14 @@ internal sealed partial class ApiKeyAuthentication(TenancyService tenancy, UserS
 
         if (IsAnonymous(request))
         {
+            // No key to rate-limit by, and each request costs a PBKDF2: limit by remote address.
+            var rpm = options.Value.AnonymousRequestsPerMinute;
+            if (limiter.TryAcquire("anonymous:" + (remote ?? "-"), rpm) is { } wait)
+            {
+                await Problems.WriteAsync(context, 429, "rate_limited", $"too many sign-in attempts from this address ({rpm} per minute); retry after {wait} s", "anonymousRequestsPerMinute", rpm, wait).ConfigureAwait(false);
+                return;
+            }
+
             Caller.Current = new Caller(CallerKind.System, null, Scopes.None, false, "anonymous", null, remote);
             await next().ConfigureAwait(false);
             return;

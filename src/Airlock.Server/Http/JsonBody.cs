@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Airlock.Core;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 
 namespace Airlock.Server.Http;
 
@@ -20,19 +21,32 @@ internal static class JsonBody
 
         if (request.ContentLength > MaxBytes)
         {
-            throw new AirlockException("payload_too_large", 413, "the JSON body exceeds 1 MiB");
+            throw TooLarge();
         }
 
+        // Kestrel's own limit is off (files stream through at any size): put it back for this request
+        // while nothing has been read, so a chunked body stops at the limit in the server too.
+        if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxBytes + 1;
+        }
+
+        // Copy at most MaxBytes + 1: one byte more than allowed is enough to refuse, whatever the body's length.
         using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, MaxBytes + 1 - buffer.Length)), cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            buffer.Write(chunk, 0, read);
+            if (buffer.Length > MaxBytes)
+            {
+                throw TooLarge();
+            }
+        }
+
         if (buffer.Length == 0)
         {
             return null;
-        }
-
-        if (buffer.Length > MaxBytes)
-        {
-            throw new AirlockException("payload_too_large", 413, "the JSON body exceeds 1 MiB");
         }
 
         try
@@ -48,4 +62,6 @@ internal static class JsonBody
     public static async Task<T> RequireAsync<T>(HttpRequest request, JsonTypeInfo<T> type, CancellationToken cancellationToken)
         where T : class =>
         await ReadAsync(request, type, cancellationToken).ConfigureAwait(false) ?? throw AirlockException.Invalid("a JSON body is required");
+
+    private static AirlockException TooLarge() => new("payload_too_large", 413, "the JSON body exceeds 1 MiB");
 }

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using Airlock.Core.Tenancy;
 
 namespace Airlock.Server.Tenancy;
 
@@ -21,17 +22,10 @@ internal sealed record QuotaBody(
     double? MonthlySandboxHours,
     int? RequestsPerMinute);
 
-internal sealed record LimitsDto(
-    int? MaxConcurrentSandboxes,
-    int? MaxCpus,
-    int? MaxMemoryMb,
-    int? MaxTimeoutSeconds,
-    double? MonthlySandboxHours,
-    int? RequestsPerMinute);
+// Limits leave as Core's QuotaLimits itself: its properties are the JSON fields (docs/api.md, "Quotas").
+internal sealed record QuotaDto(string Plan, QuotaLimits Overrides, QuotaLimits Effective);
 
-internal sealed record QuotaDto(string Plan, LimitsDto Overrides, LimitsDto Effective);
-
-internal sealed record UsageDto(string TeamId, string Month, double SandboxSeconds, double SandboxHours, int RunningSandboxes, LimitsDto Limits);
+internal sealed record UsageDto(string TeamId, string Month, double SandboxSeconds, double SandboxHours, int RunningSandboxes, QuotaLimits Limits);
 
 internal sealed record AuditEventDto(
     string Id,

@@ -91,7 +91,7 @@ internal static class TenancyEndpoints
     {
         var team = await tenancy.RequireTeamAsync(Caller(), id, Scopes.UsageRead, cancellationToken);
         var effective = await tenancy.GetLimitsAsync(id, cancellationToken);
-        return TypedResults.Json(new QuotaDto(team.Plan, ToDto(team.Overrides), ToDto(effective)), TenancyJsonContext.Default.QuotaDto);
+        return TypedResults.Json(new QuotaDto(team.Plan, team.Overrides, effective), TenancyJsonContext.Default.QuotaDto);
     }
 
     private static async Task<IResult> GetUsageAsync(string id, TenancyService tenancy, QuotaLedger ledger, TimeProvider time, CancellationToken cancellationToken)
@@ -99,7 +99,7 @@ internal static class TenancyEndpoints
         await tenancy.RequireTeamAsync(Caller(), id, Scopes.UsageRead, cancellationToken);
         var usedMs = await ledger.UsedMsAsync(id, cancellationToken);
         var limits = await tenancy.GetLimitsAsync(id, cancellationToken);
-        var dto = new UsageDto(id, QuotaLedger.MonthOf(time.GetUtcNow()), usedMs / 1000.0, usedMs / 3_600_000.0, ledger.RunningOf(id).Count, ToDto(limits));
+        var dto = new UsageDto(id, QuotaLedger.MonthOf(time.GetUtcNow()), usedMs / 1000.0, usedMs / 3_600_000.0, ledger.RunningOf(id).Count, limits);
         return TypedResults.Json(dto, TenancyJsonContext.Default.UsageDto);
     }
 
@@ -140,9 +140,6 @@ internal static class TenancyEndpoints
     private static TeamDto ToDto(TeamRow t) => new(t.Id, t.Name, t.Plan, DateTimeOffset.FromUnixTimeMilliseconds(t.CreatedAt));
 
     private static MemberDto ToDto(MemberRow m) => new(m.UserId, m.Email, m.Role, DateTimeOffset.FromUnixTimeMilliseconds(m.CreatedAt));
-
-    private static LimitsDto ToDto(QuotaLimits q) =>
-        new(q.MaxConcurrentSandboxes, q.MaxCpus, q.MaxMemoryMb, q.MaxTimeoutSeconds, q.MonthlySandboxHours, q.RequestsPerMinute);
 
     private static DateTimeOffset? Time(long? ms) => ms is { } v ? DateTimeOffset.FromUnixTimeMilliseconds(v) : null;
 }

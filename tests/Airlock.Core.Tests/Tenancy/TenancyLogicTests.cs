@@ -86,6 +86,54 @@ public sealed class TenancyLogicTests
 
     [Theory]
     [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
+    public async Task AuthenticateAsync_LookupThatReadTheKeyBeforeARevoke_NeverCachesItAsValid(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var db = await TestDatabase.CreateAsync(kind, ct);
+        var (tenancy, store, time) = await TenancyAsync(db.Database, ct);
+        await tenancy.InitializeAsync("e2b_" + new string('a', 40), ct);
+        var admin = (await tenancy.AuthenticateAsync("e2b_" + new string('a', 40), ct))!;
+        var caller = new Caller(CallerKind.ApiKey, admin.TeamId, admin.Scopes, true, admin.Id, admin.Prefix, null);
+        var (row, secret) = await tenancy.CreateKeyAsync(caller, admin.TeamId, "k", null, null, ct);
+
+        // The interleaving, step by step: a lookup (cache miss) reads the row while it is valid...
+        var generation = tenancy.RevocationGeneration;
+        var read = (await store.GetKeyByHashAsync(row.Hash, ct))!;
+        var stale = new ValidKey(read.Id, read.TeamId, read.Prefix, ScopeNames.ParseStored(read.Scopes), false, read.ExpiresAt);
+        // ...the key is revoked here...
+        await tenancy.RevokeKeyAsync(caller, row.Id, ct);
+        // ...and only then does the lookup store what it read.
+        tenancy.CacheLoaded(row.Hash, stale, generation, time.GetTimestamp());
+
+        Assert.Null(await tenancy.AuthenticateAsync(secret, ct));
+    }
+
+    [Fact]
+    public async Task AuthenticateAsync_FloodOfUnknownKeys_DoesNotEvictValidKeys()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var db = await TestDatabase.CreateAsync("sqlite", ct);
+        var (tenancy, store, _) = await TenancyAsync(db.Database, ct);
+        await tenancy.InitializeAsync("e2b_" + new string('a', 40), ct);
+        var admin = (await tenancy.AuthenticateAsync("e2b_" + new string('a', 40), ct))!;
+        var caller = new Caller(CallerKind.ApiKey, admin.TeamId, admin.Scopes, true, admin.Id, admin.Prefix, null);
+        var (row, secret) = await tenancy.CreateKeyAsync(caller, admin.TeamId, "k", null, null, ct);
+        Assert.NotNull(await tenancy.AuthenticateAsync(secret, ct));
+
+        // Revoked behind this server's back (another server on the same store): only a re-read notices,
+        // so the key still authenticating proves its cache entry survived.
+        await store.RevokeKeyAsync(row.Id, 1, ct);
+        // More guesses than any cache bound (each distinct one is a query and an entry).
+        for (var i = 0; i <= 100_000; i++)
+        {
+            Assert.Null(await tenancy.AuthenticateAsync($"e2b_guess{i}", ct));
+        }
+
+        Assert.NotNull(await tenancy.AuthenticateAsync(secret, ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
     public async Task QuotaLedger_ConcurrencyHoursAndMonthlyReset(string kind)
     {
         var ct = TestContext.Current.CancellationToken;

@@ -34,6 +34,9 @@ public sealed class IsolationTests(TenancyServerFixture fixture) : IClassFixture
                 (HttpMethod.Get, $"/v1/sandboxes/{id}/processes/t/events", null),
                 (HttpMethod.Post, $"/v1/sandboxes/{id}/processes/{pid}/signal", new { signal = "SIGKILL" }),
                 (HttpMethod.Post, $"/v1/sandboxes/{id}/processes/{pid}/stdin", null),
+                (HttpMethod.Delete, $"/v1/sandboxes/{id}/processes/{pid}/stdin", null),
+                (HttpMethod.Post, $"/v1/sandboxes/{id}/processes/{pid}/resize", new { cols = 80, rows = 24 }),
+                (HttpMethod.Get, $"/v1/sandboxes/{id}/processes/{pid}/pty", null),
                 (HttpMethod.Get, $"/v1/sandboxes/{id}/files?path=/tmp/secret.txt", null),
                 (HttpMethod.Put, $"/v1/sandboxes/{id}/files?path=/tmp/pwned", null),
                 (HttpMethod.Delete, $"/v1/sandboxes/{id}/files?path=/tmp/secret.txt", null),
@@ -125,6 +128,81 @@ public sealed class IsolationTests(TenancyServerFixture fixture) : IClassFixture
             await a.CleanupAsync();
             await b.CleanupAsync();
         }
+    }
+
+    [Fact]
+    public async Task EnvdConnectRpc_OtherTeamsOwnSandboxToken_RefusedOnThisSandbox()
+    {
+        var a = await Server.NewTeamAsync("a");
+        var b = await Server.NewTeamAsync("b");
+        try
+        {
+            var (id, tokenA) = await CreateE2bSandboxAsync(a);
+            // B's token is real and valid, for B's own sandbox: the attack is to aim it at A's id.
+            var (idB, tokenB) = await CreateE2bSandboxAsync(b);
+            using var envd = Server.CreateClient(null);
+            using var cts = Api.NewTimeout();
+
+            (string Path, string ContentType, byte[] Body)[] calls =
+            [
+                ("/process.Process/Start", "application/connect+json", Envelope("""{"process":{"cmd":"/bin/sh","args":["-c","touch /tmp/pwned"]}}""")),
+                ("/process.Process/List", "application/json", "{}"u8.ToArray()),
+                ("/filesystem.Filesystem/MakeDir", "application/json", """{"path":"/tmp/pwned-dir"}"""u8.ToArray()),
+                ("/filesystem.Filesystem/ListDir", "application/json", """{"path":"/tmp"}"""u8.ToArray()),
+            ];
+            foreach (var (path, contentType, body) in calls)
+            {
+                // The same call with B's id is accepted: the request is well formed, only the target differs.
+                using (var own = await envd.SendAsync(Rpc(idB, tokenB, path, contentType, body), HttpCompletionOption.ResponseHeadersRead, cts.Token))
+                {
+                    Assert.True(own.StatusCode == HttpStatusCode.OK, $"{path} on B's own sandbox: {(int)own.StatusCode}");
+                }
+
+                using var response = await envd.SendAsync(Rpc(id, tokenB, path, contentType, body), cts.Token);
+                var text = await response.Content.ReadAsStringAsync(cts.Token);
+                Assert.True(response.StatusCode == HttpStatusCode.Unauthorized, $"{path} with B's token on A's sandbox: {(int)response.StatusCode} {text}");
+                Assert.Contains("unauthenticated", text);
+            }
+
+            // Nothing happened in A's sandbox; A's own token still works there.
+            using var list = await envd.SendAsync(Rpc(id, tokenA, "/filesystem.Filesystem/ListDir", "application/json", """{"path":"/tmp"}"""u8.ToArray()), cts.Token);
+            var listed = await list.Content.ReadAsStringAsync(cts.Token);
+            Assert.True(list.StatusCode == HttpStatusCode.OK, listed);
+            Assert.DoesNotContain("pwned", listed);
+        }
+        finally
+        {
+            await a.CleanupAsync();
+            await b.CleanupAsync();
+        }
+    }
+
+    private static async Task<(string Id, string Token)> CreateE2bSandboxAsync(TestTeam team)
+    {
+        using var created = await team.E2b.SendAsync(HttpMethod.Post, "/sandboxes", new { templateID = "base", timeout = 120 });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var sandbox = await created.JsonAsync();
+        return (sandbox.GetProperty("sandboxID").GetString()!, sandbox.GetProperty("envdAccessToken").GetString()!);
+    }
+
+    private static HttpRequestMessage Rpc(string id, string token, string path, string contentType, byte[] body)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(contentType);
+        request.Headers.Add("E2b-Sandbox-Id", id);
+        request.Headers.Add("E2b-Sandbox-Port", "49983");
+        request.Headers.Add("X-Access-Token", token);
+        return request;
+    }
+
+    /// <summary>One Connect envelope: flags 0, big-endian length, the JSON message.</summary>
+    private static byte[] Envelope(string json)
+    {
+        var message = System.Text.Encoding.UTF8.GetBytes(json);
+        var envelope = new byte[5 + message.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(envelope.AsSpan(1), message.Length);
+        message.CopyTo(envelope, 5);
+        return envelope;
     }
 
     [Fact]

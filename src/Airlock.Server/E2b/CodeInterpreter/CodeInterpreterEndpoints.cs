@@ -1,8 +1,11 @@
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Airlock.Core;
 using Airlock.Core.Sandboxes;
 using Airlock.Server.E2b.Envd;
+using Airlock.Server.Proxy;
+using Microsoft.AspNetCore.Http.Features;
 
 namespace Airlock.Server.E2b.CodeInterpreter;
 
@@ -12,15 +15,30 @@ namespace Airlock.Server.E2b.CodeInterpreter;
 /// <c>/health</c>. Sandboxes have no network, so instead of proxying to a server inside, each
 /// context is an interpreter process driven through <see cref="Airlock.Core.Processes.ProcessService"/>.
 /// Errors leave as plain text, which the SDK puts into its error messages verbatim.
+/// <para>
+/// Access (<see cref="Authorize"/>): <c>/execute</c> runs code, so it needs the sandbox's
+/// <c>X-Access-Token</c>, as envd does. The SDK (@e2b/code-interpreter 2.8.0)
+/// sends that token on <c>/execute</c> only; on <c>/contexts</c> it sends just
+/// <c>E2B-Traffic-Access-Token</c>, and only when the sandbox has one. So with
+/// <c>allowPublicTraffic:false</c> every route here needs the traffic token (or the access token),
+/// as every other port does; with public traffic (E2B's default) the <c>/contexts</c> routes are
+/// as public as any port of the sandbox, as in E2B. A token that is presented but wrong is always refused.
+/// </para>
 /// </summary>
 internal static class CodeInterpreterEndpoints
 {
+    private const string AccessTokenHeader = "X-Access-Token";
+
+    // Bodies are a request's code or a context's options; without Kestrel's limit (off for files) a
+    // chunked body would be buffered whole by the JSON reader.
+    private const long MaxBodyBytes = 16 << 20;
+
     public static IEndpointRouteBuilder MapCodeInterpreter(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup($"{SandboxRouting.Prefix}/{SandboxRouting.CodeInterpreterPort}");
         group.MapGet("/health", (HttpContext context, SandboxService sandboxes) => RunAsync(context, async () =>
         {
-            EnvdRequest.Sandbox(context, sandboxes);
+            Authorize(context, sandboxes, execute: false);
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync("\"OK\"", context.RequestAborted);
         }));
@@ -34,12 +52,7 @@ internal static class CodeInterpreterEndpoints
 
     private static Task ExecuteAsync(HttpContext context, SandboxService sandboxes, CodeContexts contexts) => RunAsync(context, async () =>
     {
-        var sandbox = EnvdRequest.Sandbox(context, sandboxes);
-        if (!EnvdRequest.HasValidToken(context, sandbox))
-        {
-            throw new AirlockException("unauthorized", 401, "unauthorized access, please provide a valid access token");
-        }
-
+        var sandbox = Authorize(context, sandboxes, execute: true);
         var request = await ReadAsync(context, CodeInterpreterJsonContext.Default.ExecuteRequest);
         if (request?.Code is null)
         {
@@ -68,7 +81,7 @@ internal static class CodeInterpreterEndpoints
 
     private static Task CreateContextAsync(HttpContext context, SandboxService sandboxes, CodeContexts contexts) => RunAsync(context, async () =>
     {
-        var sandbox = EnvdRequest.Sandbox(context, sandboxes);
+        var sandbox = Authorize(context, sandboxes, execute: false);
         var request = await ReadAsync(context, CodeInterpreterJsonContext.Default.CreateContextRequest);
         var created = await contexts.CreateAsync(sandbox, CodeContexts.NormalizeLanguage(request?.Language), request?.Cwd, context.RequestAborted);
         await WriteJsonAsync(context, created.ToDto(), CodeInterpreterJsonContext.Default.ContextDto);
@@ -76,25 +89,59 @@ internal static class CodeInterpreterEndpoints
 
     private static Task ListContextsAsync(HttpContext context, SandboxService sandboxes, CodeContexts contexts) => RunAsync(context, async () =>
     {
-        var sandbox = EnvdRequest.Sandbox(context, sandboxes);
+        var sandbox = Authorize(context, sandboxes, execute: false);
         var list = contexts.List(sandbox.Record.Id).Select(c => c.ToDto()).ToList();
         await WriteJsonAsync(context, list, CodeInterpreterJsonContext.Default.ListContextDto);
     });
 
     private static Task RestartContextAsync(HttpContext context, string id, SandboxService sandboxes, CodeContexts contexts) => RunAsync(context, async () =>
     {
-        var sandbox = EnvdRequest.Sandbox(context, sandboxes);
+        var sandbox = Authorize(context, sandboxes, execute: false);
         await contexts.Get(sandbox.Record.Id, id).RestartAsync(context.RequestAborted);
     });
 
     private static Task RemoveContextAsync(HttpContext context, string id, SandboxService sandboxes, CodeContexts contexts) => RunAsync(context, async () =>
     {
-        var sandbox = EnvdRequest.Sandbox(context, sandboxes);
+        var sandbox = Authorize(context, sandboxes, execute: false);
         await contexts.RemoveAsync(sandbox.Record.Id, id);
     });
 
+    /// <summary>
+    /// The routed sandbox, if this request may use it (see the class summary): 401 without a valid
+    /// access token where one is needed or a wrong one was sent; 403 without the traffic token of a
+    /// sandbox whose public traffic is off.
+    /// </summary>
+    private static LiveSandbox Authorize(HttpContext context, SandboxService sandboxes, bool execute)
+    {
+        var sandbox = EnvdRequest.Sandbox(context, sandboxes);
+        if (EnvdRequest.HasValidToken(context, sandbox))
+        {
+            // The access token grants exec and files on the whole sandbox: it covers the traffic token too.
+            return sandbox;
+        }
+
+        if (execute || context.Request.Headers.ContainsKey(AccessTokenHeader))
+        {
+            throw new AirlockException("unauthorized", 401, "unauthorized access, please provide a valid access token");
+        }
+
+        var traffic = context.Request.Headers[PortProxy.TrafficTokenHeader].ToString();
+        if (sandbox.Record.TrafficAccessToken is { } expected
+            && !(traffic.Length > 0 && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(traffic), Encoding.UTF8.GetBytes(expected))))
+        {
+            throw new AirlockException("traffic_access_token_invalid", 403, $"sandbox '{sandbox.Record.Id}' has public traffic off: send its {PortProxy.TrafficTokenHeader} (or X-Access-Token)");
+        }
+
+        return sandbox;
+    }
+
     private static async Task<T?> ReadAsync<T>(HttpContext context, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
     {
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxBodyBytes;
+        }
+
         try
         {
             return context.Request.ContentLength == 0 ? default : await JsonSerializer.DeserializeAsync(context.Request.Body, type, context.RequestAborted);

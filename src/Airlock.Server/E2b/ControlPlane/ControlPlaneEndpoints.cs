@@ -27,9 +27,9 @@ internal static partial class ControlPlaneEndpoints
 
     private const int ConnectDefaultTimeout = 300;
 
-    public static IEndpointRouteBuilder MapE2bControlPlane(this IEndpointRouteBuilder app, ApiKeyAuthentication auth)
+    public static IEndpointRouteBuilder MapE2bControlPlane(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("").AddEndpointFilter((context, next) => GuardAsync(context, next, auth));
+        var group = app.MapGroup("").AddEndpointFilter((context, next) => GuardAsync(context, next));
         group.MapPost("/v2/sandboxes", (HttpContext c, SandboxService s, IOptions<E2bOptions> o) => CreateAsync(c, s, o.Value, V2DefaultTimeout));
         group.MapPost("/sandboxes", (HttpContext c, SandboxService s, IOptions<E2bOptions> o) => CreateAsync(c, s, o.Value, V1DefaultTimeout));
         group.MapPost("/v2/sandboxes/{id}/connect", ConnectAsync);
@@ -48,7 +48,7 @@ internal static partial class ControlPlaneEndpoints
         return app;
     }
 
-    private static async ValueTask<object?> GuardAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next, ApiKeyAuthentication auth)
+    private static async ValueTask<object?> GuardAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         // The SDKs send only X-API-KEY to the control plane (spec §1).
         var key = context.HttpContext.Request.Headers["X-API-KEY"].ToString();
