@@ -3,7 +3,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Sandbox } from 'e2b';
-import { startServer, within, sleep } from './harness.mjs';
+import { startServer, within, sleep, API_KEY } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -21,6 +21,13 @@ function get(host, path = '/', headers = {}) {
     req.on('error', reject);
     req.end();
   });
+}
+
+/** The sandbox's network as the native API reports it. */
+async function nativeNetwork(id) {
+  const res = await within(10_000, fetch(`${server.url}/v1/sandboxes/${id}`, { headers: { Authorization: `Bearer ${API_KEY}` } }));
+  assert.equal(res.status, 200);
+  return (await res.json()).network;
 }
 
 async function waitForPort(sbx, port) {
@@ -59,6 +66,11 @@ describe('port exposure', () => {
       await within(10_000, sbx.commands.run('cd /tmp && python3 -m http.server 3000', { background: true }));
       await waitForPort(sbx, 3000);
       assert.equal((await within(10_000, get(sbx.getHost(3000)))).status, 403);
+      // Some token, but not this sandbox's.
+      const wrong = sbx.trafficAccessToken.slice(0, -1) + (sbx.trafficAccessToken.endsWith('0') ? '1' : '0');
+      const denied = await within(10_000, get(sbx.getHost(3000), '/', { 'e2b-traffic-access-token': wrong }));
+      assert.equal(denied.status, 403);
+      assert.equal(JSON.parse(denied.body).code, 'traffic_access_token_invalid');
       const ok = await within(10_000, get(sbx.getHost(3000), '/', { 'e2b-traffic-access-token': sbx.trafficAccessToken }));
       assert.equal(ok.status, 200);
     } finally {
@@ -75,8 +87,14 @@ describe('network', () => {
       assert.equal(await links(), 'lo');
       await within(30_000, sbx.updateNetwork({ allowInternetAccess: true, denyOut: ['0.0.0.0/0'], allowOut: ['198.51.100.0/24'] }));
       assert.match(await links(), /eth0/);
+      // The rules arrived as given (not only the mode).
+      const on = await nativeNetwork(sbx.sandboxId);
+      assert.equal(on.mode, 'internet');
+      assert.deepEqual(on.allow, ['198.51.100.0/24']);
+      assert.deepEqual(on.deny, ['0.0.0.0/0']);
       await within(30_000, sbx.updateNetwork({ allowInternetAccess: false }));
       assert.equal(await links(), 'lo');
+      assert.equal((await nativeNetwork(sbx.sandboxId)).mode, 'none');
     } finally {
       await within(30_000, Sandbox.kill(sbx.sandboxId)).catch(() => {});
     }

@@ -59,9 +59,10 @@ internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxO
         }
 
         var process = new SandboxProcess(start, time.GetUtcNow(), options.Value.ProcessOutputWindowBytes);
+        var envStrings = env.Select(e => $"{e.Key}={e.Value}").ToArray();
         var request = new SpawnRequest(
             [start.Cmd, .. start.Args],
-            env.Select(e => $"{e.Key}={e.Value}").ToArray(),
+            envStrings,
             cwd,
             user,
             start.Stdin,
@@ -77,7 +78,8 @@ internal sealed class ProcessService(SandboxService sandboxes, IOptions<SandboxO
             var directRequest = request with
             {
                 Argv = direct.Argv,
-                Env = [.. env.Concat(direct.Added).Select(e => $"{e.Key}={e.Value}")],
+                // The same strings plus the three bash would add, last (bash's own order differs: see DirectExec).
+                Env = [.. envStrings, .. direct.Added.Select(e => $"{e.Key}={e.Value}")],
             };
             try
             {

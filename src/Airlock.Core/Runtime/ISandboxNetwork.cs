@@ -21,6 +21,13 @@ internal interface ISandboxNetwork
     /// </summary>
     Task<string?> ApplyAsync(SandboxRecord record, NetworkConfig config, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// After a restart: takes over the networks of re-adopted sandboxes (their records' configs) all
+    /// at once, so that no sandbox is ever without its rules while the others are restored. One
+    /// result per sandbox not in mode none: the nameserver for its resolv.conf, or why it failed.
+    /// </summary>
+    Task<IReadOnlyDictionary<string, RestoredNetwork>> RestoreAsync(IReadOnlyList<SandboxRecord> records, CancellationToken cancellationToken = default);
+
     /// <summary>Removes everything the sandbox's network owns on the host (rules, interfaces, DNS). Idempotent.</summary>
     Task RemoveAsync(string sandboxId, CancellationToken cancellationToken = default);
 
@@ -42,3 +49,6 @@ internal readonly record struct NetworkUsage(long EgressSentBytes, long EgressRe
 
     public long ReceivedBytes => EgressReceivedBytes + ProxyReceivedBytes;
 }
+
+/// <summary>One sandbox's network after <see cref="ISandboxNetwork.RestoreAsync"/>: its nameserver, or the error.</summary>
+internal readonly record struct RestoredNetwork(string? Nameserver, Exception? Error);

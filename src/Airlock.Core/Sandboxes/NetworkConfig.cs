@@ -45,7 +45,7 @@ internal sealed record NetworkConfig
     [System.Text.Json.Serialization.JsonIgnore]
     public IReadOnlyList<NetworkRule> DenyRules => Deny.Select(NetworkRule.Parse).ToList();
 
-    /// <summary>Throws <c>invalid_request</c> naming the first bad rule.</summary>
+    /// <summary>Throws <c>invalid_argument</c> naming the first bad rule (IPv6 ones included: no IPv6 egress exists to rule on).</summary>
     public void Validate()
     {
         if (Allow.Count + Deny.Count > 256)
@@ -55,7 +55,10 @@ internal sealed record NetworkConfig
 
         foreach (var rule in Allow.Concat(Deny))
         {
-            _ = NetworkRule.Parse(rule);
+            if (NetworkRule.Parse(rule).Prefix is { } prefix && prefix.BaseAddress.AddressFamily != AddressFamily.InterNetwork)
+            {
+                throw AirlockException.Invalid($"network rule \"{rule}\" is IPv6; sandboxes have IPv4 egress only (all IPv6 is refused)");
+            }
         }
     }
 

@@ -29,14 +29,15 @@ internal sealed partial class SandboxService(
 
     public async Task<LiveSandbox> CreateAsync(CreateSandboxRequest request, CancellationToken cancellationToken = default)
     {
-        var template = templates.GetReady(request.Template ?? _options.DefaultTemplate);
+        var defaults = _options.DefaultShape;
+        var template = templates.GetReady(request.Template ?? defaults.Template);
         var timeout = request.TimeoutSeconds ?? _options.DefaultTimeoutSeconds;
         Require(timeout is >= 1 && timeout <= _options.MaxTimeoutSeconds, $"timeoutSeconds must be between 1 and {_options.MaxTimeoutSeconds}");
-        var cpus = request.Cpus ?? _options.DefaultCpus;
+        var cpus = request.Cpus ?? defaults.Cpus;
         Require(cpus >= 1 && cpus <= _options.MaxCpus, $"cpus must be between 1 and {_options.MaxCpus}");
-        var memory = request.MemoryMb ?? _options.DefaultMemoryMb;
+        var memory = request.MemoryMb ?? defaults.MemoryMb;
         Require(memory >= 64 && memory <= _options.MaxMemoryMb, $"memoryMb must be between 64 and {_options.MaxMemoryMb}");
-        var disk = request.DiskMb ?? _options.DefaultDiskMb;
+        var disk = request.DiskMb ?? defaults.DiskMb;
         Require(disk >= 16 && disk <= _options.MaxDiskMb, $"diskMb must be between 16 and {_options.MaxDiskMb}");
         foreach (var key in request.Env?.Keys ?? Enumerable.Empty<string>())
         {
@@ -51,7 +52,7 @@ internal sealed partial class SandboxService(
         networkConfig.Validate();
         // The default shape comes from the warm pool when one is ready (docs/performance.md). Nothing
         // may throw between the take and the claim: a taken sandbox must be claimed or discarded.
-        var pooled = warmPool.TryTake(template, cpus, memory, disk);
+        var pooled = warmPool.TryTake(template, new SandboxShape(template.Spec.Name, cpus, memory, disk));
         var now = time.GetUtcNow();
         var record = new SandboxRecord
         {
@@ -65,10 +66,10 @@ internal sealed partial class SandboxService(
             Cpus = cpus,
             MemoryMb = memory,
             DiskMb = disk,
-            AccessToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
+            AccessToken = NewToken(),
             TeamId = teamId,
             Network = networkConfig,
-            TrafficAccessToken = networkConfig.AllowPublicTraffic ? null : Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
+            TrafficAccessToken = networkConfig.AllowPublicTraffic ? null : NewToken(),
         };
 
         if (pooled is not null)
@@ -78,8 +79,7 @@ internal sealed partial class SandboxService(
 
         var sandbox = await StartRecordedAsync(runtime, store, record, template, cancellationToken).ConfigureAwait(false);
         var live = Register(record, sandbox, template.Spec);
-        LogCreated(record.Id, record.Template);
-        audit.Record(record.TeamId, "sandbox.create", record.Id, $"template={record.Template} cpus={record.Cpus} memoryMb={record.MemoryMb} diskMb={record.DiskMb} expiresAt={record.ExpiresAt:O}");
+        Created(record);
         return await WithNetworkAsync(live).ConfigureAwait(false);
     }
 
@@ -144,7 +144,7 @@ internal sealed partial class SandboxService(
         }
         else
         {
-            live.Record.TrafficAccessToken ??= Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+            live.Record.TrafficAccessToken ??= NewToken();
         }
 
         await store.UpdateAsync(live.Record, cancellationToken).ConfigureAwait(false);
@@ -187,9 +187,15 @@ internal sealed partial class SandboxService(
         }
 
         var live = Register(record, pooled.Sandbox, pooled.Template.Spec);
+        Created(record);
+        return live;
+    }
+
+    /// <summary>A sandbox is the caller's now (cold start or claim): one log line, one audit entry.</summary>
+    private void Created(SandboxRecord record)
+    {
         LogCreated(record.Id, record.Template);
         audit.Record(record.TeamId, "sandbox.create", record.Id, $"template={record.Template} cpus={record.Cpus} memoryMb={record.MemoryMb} diskMb={record.DiskMb} expiresAt={record.ExpiresAt:O}");
-        return live;
     }
 
     /// <summary>
@@ -260,6 +266,7 @@ internal sealed partial class SandboxService(
     {
         var adopted = 0;
         var reaped = 0;
+        var withNetwork = new List<LiveSandbox>();
         foreach (var record in await store.ListAsync(cancellationToken).ConfigureAwait(false))
         {
             IRuntimeSandbox? sandbox = null;
@@ -282,16 +289,7 @@ internal sealed partial class SandboxService(
                 adopted++;
                 if (record.Network.Mode != NetworkMode.None)
                 {
-                    try
-                    {
-                        // Rules survive in the kernel; the DNS forwarder and the server's own state do not.
-                        WriteResolvConf(live, await network.ApplyAsync(record, record.Network, cancellationToken).ConfigureAwait(false));
-                    }
-                    catch (Exception ex)
-                    {
-                        LogAdoptFailed(record.Id, ex);
-                        await StopAsync(live, "network could not be restored").ConfigureAwait(false);
-                    }
+                    withNetwork.Add(live);
                 }
             }
             else
@@ -304,6 +302,26 @@ internal sealed partial class SandboxService(
                 await runtime.DestroyAsync(record.Id, cancellationToken).ConfigureAwait(false);
                 await store.DeleteAsync(record.Id, cancellationToken).ConfigureAwait(false);
                 reaped++;
+            }
+        }
+
+        // Rules survive in the kernel; the DNS forwarders and the server's own state do not. All
+        // networks at once, after every sandbox is known: restoring them one by one would rewrite
+        // the host's dispatch without the ones still to come, and those could reach the host.
+        var restored = withNetwork.Count == 0
+            ? new Dictionary<string, RestoredNetwork>()
+            : await network.RestoreAsync(withNetwork.Select(l => l.Record).ToList(), cancellationToken).ConfigureAwait(false);
+        foreach (var live in withNetwork)
+        {
+            try
+            {
+                var result = restored.GetValueOrDefault(live.Record.Id);
+                WriteResolvConf(live, result.Nameserver ?? throw result.Error ?? new AirlockException("network_unavailable", 503, "the sandbox network was not restored"));
+            }
+            catch (Exception ex)
+            {
+                LogAdoptFailed(live.Record.Id, ex);
+                await StopAsync(live, "network could not be restored").ConfigureAwait(false);
             }
         }
 
@@ -355,8 +373,17 @@ internal sealed partial class SandboxService(
         {
             await store.UpdateAsync(live.Record).ConfigureAwait(false);
             await live.Runtime.DisposeAsync().ConfigureAwait(false);
-            await runtime.DestroyAsync(live.Record.Id).ConfigureAwait(false);
-            await network.RemoveAsync(live.Record.Id).ConfigureAwait(false);
+            try
+            {
+                await runtime.DestroyAsync(live.Record.Id).ConfigureAwait(false);
+            }
+            finally
+            {
+                // After the destroy (the sandbox must not outlive its rules), but even when it
+                // failed: the DNS forwarder, netns fd, rules and veth are this server's to release.
+                await network.RemoveAsync(live.Record.Id).ConfigureAwait(false);
+            }
+
             await store.DeleteAsync(live.Record.Id).ConfigureAwait(false);
             LogStopped(live.Record.Id, reason);
         }
@@ -382,6 +409,9 @@ internal sealed partial class SandboxService(
 
     /// <summary>20 characters of [a-z0-9], like E2B's ids: safe in host names and paths.</summary>
     internal static string NewId() => RandomNumberGenerator.GetString("abcdefghijklmnopqrstuvwxyz0123456789", 20);
+
+    /// <summary>A sandbox secret (access or traffic token): 24 random bytes as 48 lowercase hex digits.</summary>
+    internal static string NewToken() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "sandbox {Id} created from {Template}")]
     private partial void LogCreated(string id, string template);

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Airlock.Core.Runtime;
 using Airlock.Core.Templates;
 using Microsoft.Extensions.Hosting;
@@ -9,6 +8,9 @@ namespace Airlock.Core.Sandboxes;
 
 /// <summary>A sandbox made ahead of time, waiting in the pool; nobody sees it until it is claimed.</summary>
 internal sealed record PooledSandbox(SandboxRecord Record, IRuntimeSandbox Sandbox, TemplateInfo Template);
+
+/// <summary>What a sandbox is made of, as far as the warm pool is concerned: a pooled sandbox serves only a create of its shape.</summary>
+internal readonly record struct SandboxShape(string Template, int Cpus, int MemoryMb, int DiskMb);
 
 /// <summary>
 /// Keeps <see cref="SandboxOptions.WarmPoolSize"/> sandboxes of the default shape (default template,
@@ -86,10 +88,9 @@ internal sealed partial class WarmPool(
     /// A pooled sandbox of exactly this shape, or null (pool off, other shape, empty). The caller
     /// owns it from here: it must claim it (new record) or destroy it. Every take wakes the filler.
     /// </summary>
-    public PooledSandbox? TryTake(TemplateInfo template, int cpus, int memoryMb, int diskMb)
+    public PooledSandbox? TryTake(TemplateInfo template, SandboxShape shape)
     {
-        if (Size == 0 || template.Spec.Name != _options.DefaultTemplate || cpus != _options.DefaultCpus
-            || memoryMb != _options.DefaultMemoryMb || diskMb != _options.DefaultDiskMb)
+        if (Size == 0 || shape != _options.DefaultShape)
         {
             return null;
         }
@@ -213,6 +214,7 @@ internal sealed partial class WarmPool(
     private async Task<PooledSandbox> MakeAsync(TemplateInfo template, CancellationToken stop)
     {
         var now = time.GetUtcNow();
+        var shape = _options.DefaultShape;
         var record = new SandboxRecord
         {
             Id = SandboxService.NewId(),
@@ -220,10 +222,10 @@ internal sealed partial class WarmPool(
             State = SandboxState.Pooled,
             CreatedAt = now,
             ExpiresAt = now,
-            Cpus = _options.DefaultCpus,
-            MemoryMb = _options.DefaultMemoryMb,
-            DiskMb = _options.DefaultDiskMb,
-            AccessToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)),
+            Cpus = shape.Cpus,
+            MemoryMb = shape.MemoryMb,
+            DiskMb = shape.DiskMb,
+            AccessToken = SandboxService.NewToken(),
         };
 
         // As any create: a crash before the insert leaves nothing recovery's sweep misses, one after

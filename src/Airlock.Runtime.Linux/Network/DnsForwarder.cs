@@ -13,18 +13,25 @@ namespace Airlock.Runtime.Linux.Network;
 /// </summary>
 internal sealed class DnsForwarder : IAsyncDisposable
 {
+    /// <summary>
+    /// Queries answered at once; beyond it packets are dropped (the sandbox's resolver retries), so
+    /// a flood costs the server at most this many tasks, upstream sockets and nft runs per sandbox.
+    /// </summary>
+    internal const int MaxInFlight = 64;
+
     private readonly Socket _socket;
     private readonly IReadOnlyList<IPEndPoint> _upstreams;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private int _inFlight;
 
-    public DnsForwarder(IPAddress address, IReadOnlyList<IPEndPoint> upstreams, Func<string, bool> refuse, Func<string, IReadOnlyList<(IPAddress Address, int Ttl)>, Task> answered)
+    public DnsForwarder(IPAddress address, IReadOnlyList<IPEndPoint> upstreams, Func<string, bool> refuse, Func<string, IReadOnlyList<(IPAddress Address, int Ttl)>, Task> answered, int port = 53)
     {
         _upstreams = upstreams;
         Refuse = refuse;
         Answered = answered;
         _socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        _socket.Bind(new IPEndPoint(address, 53));
+        _socket.Bind(new IPEndPoint(address, port));
         _loop = Task.Run(LoopAsync);
     }
 
@@ -32,6 +39,8 @@ internal sealed class DnsForwarder : IAsyncDisposable
     public Func<string, bool> Refuse { get; set; }
 
     public Func<string, IReadOnlyList<(IPAddress Address, int Ttl)>, Task> Answered { get; set; }
+
+    internal IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
 
     private async Task LoopAsync()
     {
@@ -50,6 +59,12 @@ internal sealed class DnsForwarder : IAsyncDisposable
                     return;
                 }
 
+                continue;
+            }
+
+            if (Interlocked.Increment(ref _inFlight) > MaxInFlight)
+            {
+                Interlocked.Decrement(ref _inFlight);
                 continue;
             }
 
@@ -102,6 +117,10 @@ internal sealed class DnsForwarder : IAsyncDisposable
         catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException or IOException or ArgumentOutOfRangeException or IndexOutOfRangeException)
         {
             // A malformed packet or an unreachable upstream: the sandbox's resolver retries.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
         }
     }
 

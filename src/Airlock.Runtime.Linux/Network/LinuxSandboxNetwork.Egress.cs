@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
 using Airlock.Core;
+using Airlock.Core.Runtime;
 using Airlock.Core.Sandboxes;
 using Microsoft.Extensions.Logging;
 
@@ -30,7 +31,7 @@ internal sealed partial class LinuxSandboxNetwork
     private List<IPEndPoint> _upstreams = [];
     private int _forwardingChecked;
 
-    private sealed class Egress(string ifname, IPAddress gateway, IPAddress address)
+    private sealed class Egress(string ifname, IPAddress gateway, IPAddress address, TimeProvider time)
     {
         public string Ifname { get; } = ifname;
 
@@ -41,6 +42,16 @@ internal sealed partial class LinuxSandboxNetwork
         public NetworkConfig Config { get; set; } = NetworkConfig.Default;
 
         public DnsForwarder? Dns { get; set; }
+
+        /// <summary>
+        /// Its chains and sets are in the table (changed only under <c>_nftLock</c>). Every other
+        /// sandbox's transaction writes the dispatch to them, so only installed ones may be named:
+        /// a jump to a chain that does not exist fails the whole transaction.
+        /// </summary>
+        public bool Installed { get; set; }
+
+        /// <summary>What its DNS forwarder put into its sets and until when.</summary>
+        public FollowedAddresses Followed { get; } = new(time);
     }
 
     private void InitEgress()
@@ -87,33 +98,14 @@ internal sealed partial class LinuxSandboxNetwork
                 return null;
             }
 
-            var egress = net.Egress;
-            if (egress is null)
-            {
-                // A sandbox a previous server process set up (recovery) keeps its veth: take it over.
-                egress = await FindEgressAsync(net, cancellationToken).ConfigureAwait(false)
-                    ?? await CreateEgressAsync(net, cancellationToken).ConfigureAwait(false);
-                net.Egress = egress;
-            }
-
+            // A sandbox a previous server process set up keeps its veth, but those are taken over by
+            // RestoreAsync: here a missing egress is always a new one (no listing of the host's links).
+            var egress = net.Egress ??= await CreateEgressAsync(net, cancellationToken).ConfigureAwait(false);
             egress.Config = config;
             try
             {
-                await WriteRulesAsync(net.Id, egress).ConfigureAwait(false);
-                var allowRules = config.AllowRules;
-                var denyRules = config.DenyRules;
-                var hasDomains = allowRules.Any(r => r.Domain is not null);
-                Func<string, bool> refuse = name => config.IsAllowList && hasDomains && !allowRules.Any(r => r.MatchesName(name));
-                Func<string, IReadOnlyList<(IPAddress, int)>, Task> answered = (name, addresses) => FollowNameAsync(net.Id, name, addresses, allowRules, denyRules);
-                if (egress.Dns is null)
-                {
-                    egress.Dns = new DnsForwarder(egress.Gateway, _upstreams, refuse, answered);
-                }
-                else
-                {
-                    egress.Dns.Refuse = refuse;
-                    egress.Dns.Answered = answered;
-                }
+                await WriteRulesAsync([(net.Id, egress)]).ConfigureAwait(false);
+                StartDns(net.Id, egress);
             }
             catch
             {
@@ -125,13 +117,148 @@ internal sealed partial class LinuxSandboxNetwork
             LogApplied(net.Id, egress.Ifname, egress.Address.ToString(), config.Allow.Count, config.Deny.Count);
             return egress.Gateway.ToString();
         }
-        catch (IOException ex)
+        catch (Exception ex) when (ex is IOException or SocketException)
         {
-            throw new AirlockException("network_unavailable", 503, $"the sandbox network could not be set up: {ex.Message}");
+            throw Unavailable(ex);
         }
         finally
         {
             net.Gate.Release();
+        }
+    }
+
+    public async Task<IReadOnlyDictionary<string, RestoredNetwork>> RestoreAsync(IReadOnlyList<SandboxRecord> records, CancellationToken cancellationToken = default)
+    {
+        var results = new Dictionary<string, RestoredNetwork>(StringComparer.Ordinal);
+        var held = new List<SandboxNet>();
+        try
+        {
+            // Phase 1: every adopted sandbox's egress is known before any rule is written. The
+            // kernel still has the previous process's rules; the first transaction regenerates the
+            // base chains' dispatch whole, and a sandbox it did not name could reach the host.
+            var veths = ListVeths();
+            foreach (var record in records.Where(r => r.Network.Mode != NetworkMode.None))
+            {
+                try
+                {
+                    var net = GetNet(record);
+                    await net.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    held.Add(net);
+                    var egress = net.Egress ??= FindEgress(net, veths) ?? await CreateEgressAsync(net, cancellationToken).ConfigureAwait(false);
+                    egress.Config = record.Network;
+                }
+                catch (Exception ex) when (ex is IOException or SocketException or AirlockException)
+                {
+                    results[record.Id] = new RestoredNetwork(null, ex is AirlockException ? ex : Unavailable(ex));
+                }
+            }
+
+            var pending = held.Where(n => n.Egress is not null && !results.ContainsKey(n.Id)).ToList();
+            await MarkInstalledAsync(pending, cancellationToken).ConfigureAwait(false);
+
+            // Phase 2: all their rules and the dispatch to every one of them in one transaction.
+            try
+            {
+                await WriteRulesAsync(pending.Select(n => (n.Id, n.Egress!)).ToList()).ConfigureAwait(false);
+            }
+            catch (IOException ex) when (pending.Count > 1)
+            {
+                // One sandbox's leftovers must not cost the others their network: one at a time.
+                LogRestoreSeparately(ex.Message);
+                foreach (var net in pending)
+                {
+                    try
+                    {
+                        await WriteRulesAsync([(net.Id, net.Egress!)]).ConfigureAwait(false);
+                    }
+                    catch (IOException one)
+                    {
+                        results[net.Id] = new RestoredNetwork(null, Unavailable(one));
+                    }
+                }
+            }
+
+            foreach (var net in pending)
+            {
+                var egress = net.Egress!;
+                try
+                {
+                    if (results.TryGetValue(net.Id, out var failed))
+                    {
+                        throw failed.Error!;
+                    }
+
+                    StartDns(net.Id, egress);
+                    results[net.Id] = new RestoredNetwork(egress.Gateway.ToString(), null);
+                    LogApplied(net.Id, egress.Ifname, egress.Address.ToString(), egress.Config.Allow.Count, egress.Config.Deny.Count);
+                }
+                catch (Exception ex) when (ex is IOException or SocketException or AirlockException)
+                {
+                    results[net.Id] = new RestoredNetwork(null, ex is AirlockException ? ex : Unavailable(ex));
+                    await TeardownAsync(net.Id, egress).ConfigureAwait(false);
+                    net.Egress = null;
+                }
+            }
+        }
+        finally
+        {
+            foreach (var net in held)
+            {
+                net.Gate.Release();
+            }
+        }
+
+        return results;
+    }
+
+    /// <summary>
+    /// Marks as installed the adopted sandboxes whose chains the previous process left in the table,
+    /// so that a transaction before phase 2 (a sandbox that dies meanwhile is removed) keeps their
+    /// dispatch instead of dropping it, and does not delete the table under them.
+    /// </summary>
+    private async Task MarkInstalledAsync(List<SandboxNet> nets, CancellationToken cancellationToken)
+    {
+        await _nftLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var (code, listing) = await HostCommand.RunAsync("nft", ["list", "table", "inet", _table], cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (code != 0)
+            {
+                return; // No table: nothing is installed.
+            }
+
+            var chains = ChainRegex().Matches(listing).Select(m => m.Value).ToHashSet(StringComparer.Ordinal);
+            foreach (var net in nets)
+            {
+                net.Egress!.Installed = new[] { "in", "out", "back" }.All(c => chains.Contains($"chain {c}_{net.Id} {{"));
+            }
+        }
+        finally
+        {
+            _nftLock.Release();
+        }
+    }
+
+    private static AirlockException Unavailable(Exception ex) =>
+        new("network_unavailable", 503, $"the sandbox network could not be set up: {ex.Message}");
+
+    /// <summary>Starts the sandbox's DNS forwarder, or points a running one at the current rules.</summary>
+    private void StartDns(string id, Egress egress)
+    {
+        var config = egress.Config;
+        var allowRules = config.AllowRules;
+        var denyRules = config.DenyRules;
+        var hasDomains = allowRules.Any(r => r.Domain is not null);
+        Func<string, bool> refuse = name => config.IsAllowList && hasDomains && !allowRules.Any(r => r.MatchesName(name));
+        Func<string, IReadOnlyList<(IPAddress, int)>, Task> answered = (name, addresses) => FollowNameAsync(id, egress, name, addresses, allowRules, denyRules);
+        if (egress.Dns is null)
+        {
+            egress.Dns = new DnsForwarder(egress.Gateway, _upstreams, refuse, answered);
+        }
+        else
+        {
+            egress.Dns.Refuse = refuse;
+            egress.Dns.Answered = answered;
         }
     }
 
@@ -177,7 +304,7 @@ internal sealed partial class LinuxSandboxNetwork
         foreach (var id in stale)
         {
             LogSweep(id);
-            await RemoveRulesAsync(id).ConfigureAwait(false);
+            await RemoveRulesAsync(id, null).ConfigureAwait(false);
             // Host ends of its veths, if its netns is somehow still alive.
             foreach (Match m in LinkRegex().Matches(links))
             {
@@ -189,26 +316,36 @@ internal sealed partial class LinuxSandboxNetwork
         }
     }
 
-    /// <summary>The sandbox's veth if one exists already (made before a restart), with its addresses.</summary>
-    private static async Task<Egress?> FindEgressAsync(SandboxNet net, CancellationToken cancellationToken)
+    /// <summary>The host's interfaces with an IPv4 /30 (what a sandbox's host end carries): name → address.</summary>
+    private static Dictionary<string, IPAddress> ListVeths()
     {
-        var prefix = "al" + net.Id[..Math.Min(10, net.Id.Length)];
-        var (code, output) = await HostCommand.RunAsync("ip", ["-o", "-4", "addr", "show"], cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (code != 0)
+        var result = new Dictionary<string, IPAddress>(StringComparer.Ordinal);
+        foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
         {
-            return null;
+            foreach (var a in nic.GetIPProperties().UnicastAddresses)
+            {
+                if (a.Address.AddressFamily == AddressFamily.InterNetwork && a.PrefixLength == 30)
+                {
+                    result.TryAdd(nic.Name, a.Address);
+                }
+            }
         }
 
-        foreach (Match m in AddressRegex().Matches(output))
+        return result;
+    }
+
+    /// <summary>The sandbox's veth if one exists already (made before a restart), with its addresses.</summary>
+    private Egress? FindEgress(SandboxNet net, Dictionary<string, IPAddress> veths)
+    {
+        var prefix = "al" + net.Id[..Math.Min(10, net.Id.Length)];
+        foreach (var (ifname, gateway) in veths)
         {
-            var ifname = m.Groups[1].Value;
             if (ifname.StartsWith(prefix, StringComparison.Ordinal) && ifname.Length == prefix.Length + 2
-                && int.TryParse(ifname.AsSpan(prefix.Length), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var generation)
-                && IPAddress.TryParse(m.Groups[2].Value, out var gateway))
+                && int.TryParse(ifname.AsSpan(prefix.Length), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var generation))
             {
                 EnsureForwardingStatic();
                 net.Generation = generation;
-                return new Egress(ifname, gateway, FromUInt(ToUInt(gateway) + 1));
+                return new Egress(ifname, gateway, FromUInt(ToUInt(gateway) + 1), _time);
             }
         }
 
@@ -224,7 +361,7 @@ internal sealed partial class LinuxSandboxNetwork
         await using (await HostLock.AcquireAsync(cancellationToken).ConfigureAwait(false))
         {
             var (gateway, address) = AllocateSubnet();
-            var egress = new Egress(ifname, gateway, address);
+            var egress = new Egress(ifname, gateway, address, _time);
             try
             {
                 await HostCommand.RequireAsync("ip", ["-batch", "-"], $"""
@@ -256,14 +393,17 @@ internal sealed partial class LinuxSandboxNetwork
             egress.Dns = null;
         }
 
-        await RemoveRulesAsync(id).ConfigureAwait(false);
+        await RemoveRulesAsync(id, egress).ConfigureAwait(false);
         // The pair goes with the sandbox's netns anyway; deleting it now frees the address at once.
         await HostCommand.RunAsync("ip", ["link", "del", egress.Ifname], cancellationToken: CancellationToken.None).ConfigureAwait(false);
         LogRemoved(id, egress.Ifname);
     }
 
-    /// <summary>The dispatch from the base chains to every internet sandbox's chains, regenerated whole.</summary>
-    private string BaseChains(string? without)
+    /// <summary>
+    /// The dispatch from the base chains to every installed internet sandbox's chains (plus those the
+    /// same transaction writes), regenerated whole. Called under <c>_nftLock</c>.
+    /// </summary>
+    private string BaseChains(IReadOnlyCollection<Egress> writing, string? without)
     {
         var s = new StringBuilder();
         s.AppendLine(CultureInfo.InvariantCulture, $"add table inet {_table}");
@@ -275,7 +415,7 @@ internal sealed partial class LinuxSandboxNetwork
         s.AppendLine(CultureInfo.InvariantCulture, $"flush chain inet {_table} postrouting");
         foreach (var net in _nets.Values)
         {
-            if (net.Egress is { } e && net.Id != without)
+            if (net.Egress is { } e && net.Id != without && (e.Installed || writing.Contains(e)))
             {
                 s.AppendLine(CultureInfo.InvariantCulture, $"add rule inet {_table} input iifname \"{e.Ifname}\" jump in_{net.Id}");
                 s.AppendLine(CultureInfo.InvariantCulture, $"add rule inet {_table} forward iifname \"{e.Ifname}\" jump out_{net.Id}");
@@ -287,11 +427,42 @@ internal sealed partial class LinuxSandboxNetwork
         return s.ToString();
     }
 
-    private async Task WriteRulesAsync(string id, Egress egress)
+    /// <summary>Writes the sandboxes' chains and sets and the base chains' dispatch, in one transaction.</summary>
+    private async Task WriteRulesAsync(IReadOnlyList<(string Id, Egress Egress)> sandboxes)
+    {
+        if (sandboxes.Count == 0)
+        {
+            return;
+        }
+
+        var s = new StringBuilder();
+        foreach (var (id, egress) in sandboxes)
+        {
+            AppendRules(s, id, egress);
+        }
+
+        var writing = sandboxes.Select(x => x.Egress).ToList();
+        await _nftLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await HostCommand.RequireAsync("nft", ["-f", "-"], s + BaseChains(writing, without: null)).ConfigureAwait(false);
+            foreach (var egress in writing)
+            {
+                egress.Installed = true;
+                // The transaction flushed its sets.
+                egress.Followed.Clear();
+            }
+        }
+        finally
+        {
+            _nftLock.Release();
+        }
+    }
+
+    private void AppendRules(StringBuilder s, string id, Egress egress)
     {
         var t = _table;
         var config = egress.Config;
-        var s = new StringBuilder();
         s.AppendLine(CultureInfo.InvariantCulture, $"add table inet {t}");
         foreach (var chain in new[] { "in", "out", "back" })
         {
@@ -343,22 +514,13 @@ internal sealed partial class LinuxSandboxNetwork
         // Forwarded ingress: replies to what the sandbox opened, nothing else.
         s.AppendLine(CultureInfo.InvariantCulture, $"add rule inet {t} back_{id} ct state established,related accept");
         s.AppendLine(CultureInfo.InvariantCulture, $"add rule inet {t} back_{id} drop");
-        await _nftLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            await HostCommand.RequireAsync("nft", ["-f", "-"], s + BaseChains(without: null)).ConfigureAwait(false);
-        }
-        finally
-        {
-            _nftLock.Release();
-        }
     }
 
     private static void AppendAddressRule(StringBuilder s, string prefix, NetworkRule rule, string verdict)
     {
         if (rule.Prefix is not { } p || p.BaseAddress.AddressFamily != AddressFamily.InterNetwork)
         {
-            return; // Domains go through the DNS sets; IPv6 egress is not offered (dropped above).
+            return; // Domains go through the DNS sets; IPv6 rules are refused by NetworkConfig.Validate.
         }
 
         if (rule.Port is { } port)
@@ -373,7 +535,7 @@ internal sealed partial class LinuxSandboxNetwork
     }
 
     /// <summary>Removes a sandbox's chains and sets (add-then-delete: no error when one is already gone).</summary>
-    private async Task RemoveRulesAsync(string id)
+    private async Task RemoveRulesAsync(string id, Egress? egress)
     {
         var t = _table;
         var s = new StringBuilder();
@@ -394,9 +556,16 @@ internal sealed partial class LinuxSandboxNetwork
         await _nftLock.WaitAsync().ConfigureAwait(false);
         try
         {
+            if (egress is not null)
+            {
+                // From now on no other sandbox's transaction names its chains.
+                egress.Installed = false;
+            }
+
             // The last internet sandbox gone: the table goes too (a server leaves nothing behind).
-            var script = _nets.Values.Any(n => n.Egress is not null && n.Id != id)
-                ? BaseChains(without: id) + s
+            // One whose first transaction is still to come writes the table again.
+            var script = _nets.Values.Any(n => n.Egress is { Installed: true } && n.Id != id)
+                ? BaseChains([], without: id) + s
                 : $"add table inet {t}\ndelete table inet {t}\n";
             var (code, output) = await HostCommand.RunAsync("nft", ["-f", "-"], script).ConfigureAwait(false);
             if (code != 0)
@@ -410,28 +579,33 @@ internal sealed partial class LinuxSandboxNetwork
         }
     }
 
-    /// <summary>A DNS answer for a name some domain rule covers: its addresses join the sandbox's sets for their TTL.</summary>
-    private async Task FollowNameAsync(string id, string name, IReadOnlyList<(IPAddress Address, int Ttl)> addresses, IReadOnlyList<NetworkRule> allow, IReadOnlyList<NetworkRule> deny)
+    /// <summary>
+    /// A DNS answer for a name some domain rule covers: its addresses join the sandbox's sets for
+    /// their TTL. Elements that are still in a set for more than <see cref="FollowedAddresses.RefreshMargin"/>
+    /// cost nothing, so a busy resolver does not run nft (under the server-wide lock) per answer.
+    /// </summary>
+    private async Task FollowNameAsync(string id, Egress egress, string name, IReadOnlyList<(IPAddress Address, int Ttl)> addresses, IReadOnlyList<NetworkRule> allow, IReadOnlyList<NetworkRule> deny)
     {
-        var s = new StringBuilder();
+        var elements = new List<FollowedAddresses.Element>();
         foreach (var (address, ttl) in addresses)
         {
             // At least a minute: a client may connect a little after its resolver's cache says so.
-            var timeout = $"timeout {Math.Max(ttl, 60)}s";
+            var timeout = TimeSpan.FromSeconds(Math.Max(ttl, 60));
             foreach (var rule in allow.Where(r => r.MatchesName(name)))
             {
-                s.AppendLine(rule.Port is { } port
-                    ? string.Create(CultureInfo.InvariantCulture, $"add element inet {_table} dnsp_{id} {{ {address} . {port} {timeout} }}")
-                    : string.Create(CultureInfo.InvariantCulture, $"add element inet {_table} dns_{id} {{ {address} {timeout} }}"));
+                elements.Add(rule.Port is { } port
+                    ? new($"dnsp_{id}", string.Create(CultureInfo.InvariantCulture, $"{address} . {port}"), timeout)
+                    : new($"dns_{id}", address.ToString(), timeout));
             }
 
             if (deny.Any(r => r.MatchesName(name)))
             {
-                s.AppendLine(CultureInfo.InvariantCulture, $"add element inet {_table} dnsd_{id} {{ {address} {timeout} }}");
+                elements.Add(new($"dnsd_{id}", address.ToString(), timeout));
             }
         }
 
-        if (s.Length == 0)
+        var due = egress.Followed.Due(elements);
+        if (due.Count == 0)
         {
             return;
         }
@@ -439,11 +613,30 @@ internal sealed partial class LinuxSandboxNetwork
         await _nftLock.WaitAsync().ConfigureAwait(false);
         try
         {
+            if (!egress.Installed)
+            {
+                return; // Torn down meanwhile: its sets are gone.
+            }
+
+            // "add" leaves an existing element's timeout as it was: add (so it exists), delete, add
+            // again with the new timeout, all in one transaction (no moment without it).
+            var s = new StringBuilder();
+            foreach (var e in due)
+            {
+                var timeout = (long)e.Timeout.TotalSeconds;
+                s.AppendLine(CultureInfo.InvariantCulture, $"add element inet {_table} {e.Set} {{ {e.Value} timeout {timeout}s }}");
+                s.AppendLine(CultureInfo.InvariantCulture, $"delete element inet {_table} {e.Set} {{ {e.Value} }}");
+                s.AppendLine(CultureInfo.InvariantCulture, $"add element inet {_table} {e.Set} {{ {e.Value} timeout {timeout}s }}");
+            }
+
             var (code, output) = await HostCommand.RunAsync("nft", ["-f", "-"], s.ToString()).ConfigureAwait(false);
             if (code != 0)
             {
                 LogRemoveFailed(id, output.Trim());
+                return;
             }
+
+            egress.Followed.Written(due);
         }
         finally
         {
@@ -580,9 +773,6 @@ internal sealed partial class LinuxSandboxNetwork
         }
     }
 
-    [GeneratedRegex(@"^\d+: (\S+)\s+inet (\d+\.\d+\.\d+\.\d+)/30", RegexOptions.Multiline)]
-    private static partial Regex AddressRegex();
-
     [GeneratedRegex(@"chain (?:in|out|back)_([a-z0-9]+) \{")]
     private static partial Regex ChainRegex();
 
@@ -603,4 +793,7 @@ internal sealed partial class LinuxSandboxNetwork
 
     [LoggerMessage(EventId = 704, Level = LogLevel.Warning, Message = "IPv4 forwarding was off; turned it on for internet mode (net.ipv4.ip_forward=1)")]
     private partial void LogForwarding();
+
+    [LoggerMessage(EventId = 705, Level = LogLevel.Warning, Message = "recovery: restoring the sandboxes' network rules together failed ({Output}); restoring them one at a time")]
+    private partial void LogRestoreSeparately(string output);
 }

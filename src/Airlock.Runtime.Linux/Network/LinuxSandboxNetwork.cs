@@ -20,11 +20,13 @@ internal sealed partial class LinuxSandboxNetwork : ISandboxNetwork, IDisposable
     private readonly ILogger<LinuxSandboxNetwork> _logger;
     private readonly RuntimeOptions _runtimeOptions;
     private readonly NetworkOptions _options;
+    private readonly TimeProvider _time;
 
-    public LinuxSandboxNetwork(IOptions<RuntimeOptions> runtimeOptions, IOptions<NetworkOptions> options, ILogger<LinuxSandboxNetwork> logger)
+    public LinuxSandboxNetwork(IOptions<RuntimeOptions> runtimeOptions, IOptions<NetworkOptions> options, TimeProvider time, ILogger<LinuxSandboxNetwork> logger)
     {
         _runtimeOptions = runtimeOptions.Value;
         _options = options.Value;
+        _time = time;
         _logger = logger;
         InitEgress();
     }

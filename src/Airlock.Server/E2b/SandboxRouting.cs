@@ -9,7 +9,8 @@ namespace Airlock.Server.E2b;
 /// or Host <c>&lt;port&gt;-&lt;id&gt;.&lt;domain&gt;</c> — is rewritten to the internal path
 /// <c>/_sandbox/&lt;port&gt;/&lt;original path&gt;</c> so that plain endpoint routing serves it: port
 /// 49983 is envd (files, process and filesystem RPCs), 49999 the code interpreter; any other
-/// port goes to the port proxy. Everything else is the control plane. The internal prefix is refused from outside.
+/// port goes to the port proxy; a port outside 1-65535 is a 400 <c>invalid_argument</c>. Everything
+/// else is the control plane. The internal prefix is refused from outside.
 /// </summary>
 internal sealed partial class SandboxRouting(IOptions<E2bOptions> options, Envd.EnvdFileSignatures signatures)
 {
@@ -49,6 +50,13 @@ internal sealed partial class SandboxRouting(IOptions<E2bOptions> options, Envd.
         else
         {
             await next().ConfigureAwait(false);
+            return;
+        }
+
+        if (port is < 1 or > 65535)
+        {
+            // Before anything else: no port outside TCP's range reaches the proxy (or a URI).
+            await Problems.WriteAsync(context, 400, "invalid_argument", $"sandbox port {port} is not between 1 and 65535").ConfigureAwait(false);
             return;
         }
 

@@ -62,6 +62,13 @@ internal sealed partial class PortProxy : IDisposable
 
     public async Task ProxyAsync(HttpContext context, string id, int port)
     {
+        if (port is < 1 or > 65535)
+        {
+            // The edge refuses these already; the request URI below could not even be made.
+            await Problems.WriteAsync(context, 400, "invalid_argument", $"sandbox port {port} is not between 1 and 65535").ConfigureAwait(false);
+            return;
+        }
+
         LiveSandbox live;
         try
         {

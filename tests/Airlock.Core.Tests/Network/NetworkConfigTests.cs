@@ -30,6 +30,17 @@ public sealed class NetworkConfigTests
     public void Parse_InvalidRule_Throws(string text) =>
         Assert.Equal("invalid_argument", Assert.Throws<AirlockException>(() => NetworkRule.Parse(text)).Code);
 
+    [Theory]
+    [InlineData("2001:db8::/32")]
+    [InlineData("[2001:db8::1]:443")]
+    [InlineData("::/0")]
+    public void Validate_Ipv6Rule_ThrowsInvalidArgument(string rule)
+    {
+        Assert.Equal("invalid_argument", Assert.Throws<AirlockException>(() => new NetworkConfig { Allow = [rule] }.Validate()).Code);
+        Assert.Equal("invalid_argument", Assert.Throws<AirlockException>(() => new NetworkConfig { Deny = [rule] }.Validate()).Code);
+        new NetworkConfig { Allow = ["198.51.100.0/24:443", "api.example.com"], Deny = ["0.0.0.0/0"] }.Validate();
+    }
+
     [Fact]
     public void MatchesName_Wildcard_CoversSubdomainsAndApex()
     {

@@ -59,6 +59,73 @@ public sealed class SqlSandboxStoreTests
 
     [Theory]
     [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
+    public async Task Update_ClaimOfPooledRecord_WritesEveryColumnButNode(string kind)
+    {
+        // A warm-pool claim replaces a Pooled record by the request's in one UpdateAsync: a column it
+        // forgets keeps the pooled value (no team: nobody could see the sandbox; the pool's token).
+        var ct = TestContext.Current.CancellationToken;
+        await using var db = await TestDatabase.CreateAsync(kind, ct);
+        var store = new SqlSandboxStore(db.Database, "node-a");
+        await store.InitializeAsync(ct);
+        await store.InsertAsync(
+            new SandboxRecord
+            {
+                Id = "one",
+                Template = "base",
+                State = SandboxState.Pooled,
+                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000),
+                ExpiresAt = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000),
+                Cpus = 1,
+                MemoryMb = 512,
+                DiskMb = 1024,
+                InitPid = 10,
+                InitStartTime = 20,
+                AccessToken = "pool-token",
+            },
+            ct);
+
+        var claimed = new SandboxRecord
+        {
+            Id = "one",
+            Template = "other",
+            State = SandboxState.Running,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_500_000),
+            ExpiresAt = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_800_000),
+            Metadata = new() { ["k"] = "claimed" },
+            Env = new() { ["A"] = "b" },
+            Cpus = 2,
+            MemoryMb = 256,
+            DiskMb = 64,
+            InitPid = 42,
+            InitStartTime = 123,
+            AccessToken = "claimed-token",
+            Network = new NetworkConfig { Mode = NetworkMode.Internet, Allow = ["10.0.0.0/8"], Deny = ["example.com"], AllowPublicTraffic = false },
+            TrafficAccessToken = "traffic-token",
+            TeamId = "team-a",
+        };
+        await store.UpdateAsync(claimed, ct);
+
+        var got = Assert.Single(await store.ListAsync(ct)); // still this node's
+        Assert.Equal("one", got.Id);
+        Assert.Equal("other", got.Template);
+        Assert.Equal(SandboxState.Running, got.State);
+        Assert.Equal(claimed.CreatedAt, got.CreatedAt);
+        Assert.Equal(claimed.ExpiresAt, got.ExpiresAt);
+        Assert.Equal(claimed.Metadata, got.Metadata);
+        Assert.Equal(claimed.Env, got.Env);
+        Assert.Equal((2, 256, 64), (got.Cpus, got.MemoryMb, got.DiskMb));
+        Assert.Equal((42, 123L), (got.InitPid, got.InitStartTime));
+        Assert.Equal("claimed-token", got.AccessToken);
+        Assert.Equal(NetworkMode.Internet, got.Network.Mode);
+        Assert.Equal(["10.0.0.0/8"], got.Network.Allow);
+        Assert.Equal(["example.com"], got.Network.Deny);
+        Assert.False(got.Network.AllowPublicTraffic);
+        Assert.Equal("traffic-token", got.TrafficAccessToken);
+        Assert.Equal("team-a", got.TeamId);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabase.Kinds), MemberType = typeof(TestDatabase))]
     public async Task Initialize_Twice_KeepsDataAndSchema(string kind)
     {
         var ct = TestContext.Current.CancellationToken;

@@ -156,6 +156,118 @@ public sealed class EgressTests(EgressFixture fixture) : IClassFixture<EgressFix
         }
     }
 
+    private string UrlPrivate => $"http://{_net.PrivateServer}/";
+
+    [Theory]
+    [InlineData("internet")] // no rules: public admitted, private ranges refused
+    [InlineData("deny-list")] // a deny rule for something else changes nothing for private ranges
+    public async Task PrivateRange_NoAllowRule_IsRefused(string list)
+    {
+        var id = await CreateAsync(list == "internet"
+            ? new { mode = "internet" }
+            : new { mode = "internet", deny = new[] { _net.Server2 } });
+        try
+        {
+            var r = await ProbeAsync(id, $"get('{UrlPrivate}')\nget('{Url1}')\n");
+            Assert.StartsWith("ERR", r[UrlPrivate]);
+            // Control: the same sandbox reaches the public side of the same test host.
+            Assert.Equal("server-1", r[Url1]);
+        }
+        finally
+        {
+            await _client.DeleteSandboxAsync(id);
+        }
+    }
+
+    [Theory]
+    [InlineData("allow-list")]
+    [InlineData("allow-with-deny")]
+    public async Task PrivateRange_AllowRuleNamesIt_IsReachable(string list)
+    {
+        var id = await CreateAsync(list == "allow-list"
+            ? new { mode = "internet", allow = new[] { "10.255.100.0/24" } }
+            : new { mode = "internet", allow = new[] { _net.PrivateServer + ":80" }, deny = new[] { _net.Server2 } });
+        try
+        {
+            var r = await ProbeAsync(id, $"get('{UrlPrivate}')\n");
+            Assert.Equal("private", r[UrlPrivate]);
+        }
+        finally
+        {
+            await _client.DeleteSandboxAsync(id);
+        }
+    }
+
+    [Fact]
+    public async Task Internet_ParallelCreatesAndDeletes_AllSucceedAndLeaveNoChains()
+    {
+        var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
+        async Task<string> CreateOneAsync()
+        {
+            using var cts = Api.NewTimeout(TimeSpan.FromSeconds(120));
+            using var response = await _client.PostAsJsonAsync("/v1/sandboxes", new { network = new { mode = "internet" } }, cts.Token);
+            var body = await response.Content.ReadAsStringAsync(cts.Token);
+            if (response.StatusCode == HttpStatusCode.Created)
+            {
+                ids.Add(JsonDocument.Parse(body).RootElement.GetProperty("id").GetString()!);
+            }
+
+            return $"{(int)response.StatusCode} {body}";
+        }
+
+        try
+        {
+            // Some sandboxes go while others come: every create's and delete's transaction overlaps others.
+            var first = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => CreateOneAsync()));
+            var old = ids.ToList();
+            var creates = Enumerable.Range(0, 8).Select(_ => CreateOneAsync()).ToList();
+            await Task.WhenAll(old.Select(_client.DeleteSandboxAsync));
+            var second = await Task.WhenAll(creates);
+            Assert.All(first.Concat(second), r => Assert.StartsWith("201", r, StringComparison.Ordinal));
+            Assert.Equal(12, ids.Count);
+
+            // The survivors' networks work, and the deleted ones left nothing in the table.
+            var ruleset = await TestInternet.RunAsync("nft", "list ruleset");
+            Assert.All(old, id => Assert.DoesNotContain(id, ruleset, StringComparison.Ordinal));
+            var fresh = ids.Except(old).ToList();
+            Assert.All(fresh, id => Assert.Contains($"jump in_{id}", ruleset, StringComparison.Ordinal));
+            Assert.Equal("server-1", (await ProbeAsync(fresh[0], $"get('{Url1}')\n"))[Url1]);
+            await Task.WhenAll(fresh.Select(_client.DeleteSandboxAsync));
+            ruleset = await TestInternet.RunAsync("nft", "list ruleset");
+            Assert.All(fresh, id => Assert.DoesNotContain(id, ruleset, StringComparison.Ordinal));
+        }
+        finally
+        {
+            await Task.WhenAll(ids.Select(_client.DeleteSandboxAsync));
+        }
+    }
+
+    [Fact]
+    public async Task Kill_DestroyFails_StillRemovesTheNetwork()
+    {
+        var id = await CreateAsync(new { mode = "internet" });
+        // An immutable file in the sandbox's state directory: the runtime cannot delete it, so its destroy throws.
+        var stuck = Path.Combine(fixture.Server.DataDir, "sandboxes", id, "stuck");
+        await File.WriteAllTextAsync(stuck, "", TestContext.Current.CancellationToken);
+        await TestInternet.RunAsync("chattr", $"+i {stuck}");
+        try
+        {
+            Assert.Contains($"out_{id}", await TestInternet.RunAsync("nft", "list ruleset"));
+            await _client.DeleteSandboxAsync(id);
+            Assert.DoesNotContain(id, await TestInternet.RunAsync("nft", "list ruleset"));
+            for (var i = 0; i < 50 && (await TestInternet.RunAsync("ip", "-o link show")).Contains("al" + id[..10], StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, TestContext.Current.CancellationToken);
+            }
+
+            Assert.DoesNotContain("al" + id[..10], await TestInternet.RunAsync("ip", "-o link show"));
+        }
+        finally
+        {
+            await TestInternet.RunAsync("chattr", $"-i {stuck}", check: false);
+        }
+    }
+
     [Fact]
     public async Task DomainRule_FollowsTheResolvedName()
     {
@@ -309,6 +421,95 @@ public sealed class EgressTests(EgressFixture fixture) : IClassFixture<EgressFix
         }
         finally
         {
+            if (second is not null)
+            {
+                await second.DisposeAsync();
+            }
+
+            await first.DisposeAsync();
+            try
+            {
+                Directory.Delete(first.DataDir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// Python: until /tmp/stop exists, connects to the sandbox's gateway (the host) at argv[1] every
+    /// ~20 ms; counts attempts in /tmp/tries and appends CONNECTED to /tmp/reached on any success.
+    /// </summary>
+    private const string HostKnocker = """
+        import os, socket, subprocess, sys
+        gw = subprocess.run(["sh", "-c", "ip route | awk '/default/ {print $3}'"], capture_output=True, text=True).stdout.strip()
+        port, n = int(sys.argv[1]), 0
+        while not os.path.exists("/tmp/stop") and n < 20000:
+            s = socket.socket(); s.settimeout(0.02)
+            try:
+                s.connect((gw, port)); open("/tmp/reached", "a").write("CONNECTED\n")
+            except OSError:
+                pass
+            finally:
+                s.close()
+            n += 1
+            if n % 10 == 0:
+                open("/tmp/tries", "w").write(str(n))
+        """;
+
+    [Fact]
+    public async Task Restart_SeveralInternetSandboxes_NeverReachTheHost()
+    {
+        using var listener = new TcpListener(IPAddress.Any, 0);
+        listener.Start();
+        var hostPort = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var env = new Dictionary<string, string> { ["Airlock__Network__DnsServers__0"] = _net.Server1 };
+        var first = await AirlockServer.StartAsync(environment: env, cancellationToken: TestContext.Current.CancellationToken);
+        AirlockServer? second = null;
+        var ids = new List<string>();
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                var id = await first.Client.CreateSandboxAsync(new { network = new { mode = "internet" } });
+                ids.Add(id);
+                await first.Client.WriteSandboxFileAsync(id, "/tmp/knock.py", HostKnocker);
+                Assert.Equal(0, (await first.Client.ExecAsync(id, $"nohup python3 /tmp/knock.py {hostPort} >/tmp/knock.log 2>&1 &\necho started")).ExitCode);
+            }
+
+            // Knocking before the restart: refused, and the knockers run.
+            await Task.Delay(500, TestContext.Current.CancellationToken);
+            foreach (var id in ids)
+            {
+                var r = await first.Client.ExecAsync(id, "cat /tmp/tries; cat /tmp/reached 2>/dev/null; true");
+                Assert.DoesNotContain("CONNECTED", r.Stdout, StringComparison.Ordinal);
+                Assert.True(int.TryParse(r.Stdout.Trim(), out var tries) && tries > 0, r.Stdout + r.Stderr);
+            }
+
+            await first.CrashAsync();
+            second = await AirlockServer.StartAsync(first.DataDir, TestContext.Current.CancellationToken, env);
+
+            // Recovery is over before the server listens: every sandbox's dispatch is back.
+            var ruleset = await TestInternet.RunAsync("nft", "list ruleset");
+            Assert.All(ids, id => Assert.Contains($"jump in_{id}", ruleset, StringComparison.Ordinal));
+            foreach (var id in ids)
+            {
+                var r = await second.Client.ExecAsync(id, "touch /tmp/stop; sleep 0.1; cat /tmp/reached 2>/dev/null; cat /tmp/knock.log; true");
+                Assert.True(!r.Stdout.Contains("CONNECTED", StringComparison.Ordinal), $"sandbox {id} reached the host during recovery: {r.Stdout}");
+            }
+
+            // Control: their networks still work.
+            Assert.Equal("server-1", (await ProbeWithAsync(second.Client, ids[^1], $"get('{Url1}')\n"))[Url1]);
+        }
+        finally
+        {
+            listener.Stop();
+            foreach (var id in ids)
+            {
+                await (second ?? first).Client.DeleteSandboxAsync(id);
+            }
+
             if (second is not null)
             {
                 await second.DisposeAsync();

@@ -158,6 +158,16 @@ public sealed class PortProxyTests(ServerFixture fixture) : IClassFixture<Server
                 Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
             }
 
+            // A token, but not this sandbox's: as good as none.
+            using (var wrong = new HttpRequestMessage(HttpMethod.Get, "/"))
+            {
+                wrong.Headers.Host = $"8000-{id}.localhost";
+                wrong.Headers.Add("e2b-traffic-access-token", token![..^1] + (token[^1] == '0' ? '1' : '0'));
+                using var response2 = await fixture.Server.CreateClient(key: null).SendAsync(wrong, cts.Token);
+                Assert.Equal(HttpStatusCode.Forbidden, response2.StatusCode);
+                Assert.Equal("traffic_access_token_invalid", (await response2.Content.ReadFromJsonAsync<JsonElement>(cts.Token)).GetProperty("code").GetString());
+            }
+
             using var request = new HttpRequestMessage(HttpMethod.Get, "/");
             request.Headers.Host = $"8000-{id}.localhost";
             request.Headers.Add("e2b-traffic-access-token", token);
@@ -168,6 +178,33 @@ public sealed class PortProxyTests(ServerFixture fixture) : IClassFixture<Server
         {
             await _client.DeleteSandboxAsync(id);
         }
+    }
+
+    [Fact]
+    public async Task Proxy_OutOfRangePort_Answers400()
+    {
+        await _client.WithSandboxAsync(async id =>
+        {
+            using var cts = Api.NewTimeout();
+            using var client = fixture.Server.CreateClient(key: null);
+            foreach (var port in new[] { "70000", "0", "-1", "99999" })
+            {
+                using var byHeaders = new HttpRequestMessage(HttpMethod.Get, "/");
+                byHeaders.Headers.Add("E2b-Sandbox-Id", id);
+                byHeaders.Headers.Add("E2b-Sandbox-Port", port);
+                using var r1 = await client.SendAsync(byHeaders, cts.Token);
+                Assert.True(r1.StatusCode == HttpStatusCode.BadRequest, $"header port {port}: {(int)r1.StatusCode} {await r1.Content.ReadAsStringAsync(cts.Token)}");
+                Assert.Equal("invalid_argument", (await r1.Content.ReadFromJsonAsync<JsonElement>(cts.Token)).GetProperty("code").GetString());
+
+                using var byHost = new HttpRequestMessage(HttpMethod.Get, "/");
+                byHost.Headers.Host = $"{port}-{id}.localhost";
+                using var r2 = await client.SendAsync(byHost, cts.Token);
+                var body = await r2.Content.ReadAsStringAsync(cts.Token);
+                // "-1-<id>" is no sandbox host at all (the control plane answers); the others name a port that cannot exist.
+                Assert.True(port == "-1" ? r2.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Unauthorized : r2.StatusCode == HttpStatusCode.BadRequest, $"host port {port}: {(int)r2.StatusCode} {body}");
+                Assert.False(string.IsNullOrEmpty(JsonDocument.Parse(body).RootElement.GetProperty("code").GetString()), body);
+            }
+        });
     }
 
     private async Task<HttpResponseMessage> SendByHeadersAsync(string id, int port, HttpMethod method, string path, CancellationToken cancellationToken, HttpCompletionOption option = HttpCompletionOption.ResponseContentRead)

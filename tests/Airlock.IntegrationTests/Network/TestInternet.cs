@@ -12,7 +12,10 @@ namespace Airlock.IntegrationTests.Network;
 /// are concerned, never routed anywhere real). Inside: two HTTP servers (<see cref="Server1"/>,
 /// <see cref="Server2"/>, answering "server-1"/"server-2" on port 80) and a DNS server on
 /// <see cref="Server1"/>:53 that answers <c>one.airlock.test</c> → server 1 and
-/// <c>two.airlock.test</c> → server 2. Everything is removed on dispose.
+/// <c>two.airlock.test</c> → server 2. A third HTTP server, <see cref="PrivateServer"/> ("private"
+/// on port 80), has an address of 10.255.100.0/24 (a private range) on the same interface, routed
+/// from the host through <see cref="Server1"/>: what a host's LAN neighbour looks like to a sandbox.
+/// Everything is removed on dispose.
 /// </summary>
 public sealed class TestInternet : IAsyncDisposable
 {
@@ -27,6 +30,7 @@ public sealed class TestInternet : IAsyncDisposable
         HostSide = $"198.51.100.{block + 1}";
         Server1 = $"198.51.100.{block + 2}";
         Server2 = $"198.51.100.{block + 3}";
+        PrivateServer = $"10.255.100.{block + 4}";
         _dir = Directory.CreateTempSubdirectory("al-inet-").FullName;
     }
 
@@ -39,6 +43,8 @@ public sealed class TestInternet : IAsyncDisposable
     public string Server1 { get; }
 
     public string Server2 { get; }
+
+    public string PrivateServer { get; }
 
     public static async Task<TestInternet> StartAsync()
     {
@@ -55,10 +61,13 @@ public sealed class TestInternet : IAsyncDisposable
             await RunAsync("ip", $"link set {net.HostInterface} up");
             await RunAsync("ip", $"-n {net.Namespace} addr add {net.Server1}/28 dev eth0");
             await RunAsync("ip", $"-n {net.Namespace} addr add {net.Server2}/28 dev eth0");
+            await RunAsync("ip", $"-n {net.Namespace} addr add {net.PrivateServer}/32 dev eth0");
             await RunAsync("ip", $"-n {net.Namespace} link set eth0 up");
             await RunAsync("ip", $"-n {net.Namespace} link set lo up");
             await RunAsync("ip", $"-n {net.Namespace} route add default via {net.HostSide}");
-            foreach (var (address, name) in new[] { (net.Server1, "server-1"), (net.Server2, "server-2") })
+            // Goes with the host interface on dispose.
+            await RunAsync("ip", $"route add {net.PrivateServer}/32 via {net.Server1} dev {net.HostInterface}");
+            foreach (var (address, name) in new[] { (net.Server1, "server-1"), (net.Server2, "server-2"), (net.PrivateServer, "private") })
             {
                 var root = Path.Combine(net._dir, name);
                 Directory.CreateDirectory(root);
@@ -71,6 +80,7 @@ public sealed class TestInternet : IAsyncDisposable
             net.Spawn("python3", dns, net.Server1, $"one.airlock.test={net.Server1}", $"two.airlock.test={net.Server2}");
             await net.WaitForAsync(net.Server1, 80);
             await net.WaitForAsync(net.Server2, 80);
+            await net.WaitForAsync(net.PrivateServer, 80);
             return net;
         }
         catch

@@ -5,10 +5,11 @@ using Airlock.IntegrationTests.Infrastructure;
 namespace Airlock.IntegrationTests.Processes;
 
 /// <summary>
-/// The exec fast path (plain words run without bash, Airlock.Core.Processes.DirectExec) is
-/// indistinguishable from bash: each command is run as is (fast path) and with a trailing comment
-/// (` #`, which always goes through bash) and both answers must match: exit code, stdout (the
-/// environment sorted), stderr.
+/// The exec fast path (plain words run without bash, Airlock.Core.Processes.DirectExec) answers as
+/// bash does: each command is run as is (fast path) and with a trailing comment (` #`, which always
+/// goes through bash) and both answers must match: exit code, stdout, stderr. One difference is
+/// allowed: the environment holds the same variables in a different order, so `env` output is
+/// compared sorted, and Exec_Environment_FastPathAddsBashVariablesLast tells the paths apart by it.
 /// </summary>
 public sealed class DirectExecTests(ServerFixture fixture) : IClassFixture<ServerFixture>
 {
@@ -60,6 +61,33 @@ public sealed class DirectExecTests(ServerFixture fixture) : IClassFixture<Serve
             Assert.Contains("PWD=/tmp\n", env.Stdout);
             Assert.Contains("SHLVL=0\n", env.Stdout);
             Assert.Contains("_=/usr/bin/env\n", env.Stdout);
+        });
+    }
+
+    [Fact]
+    public async Task Exec_Environment_FastPathAddsBashVariablesLast()
+    {
+        await _client.WithSandboxAsync(async id =>
+        {
+            // The same variables as bash, in a different order: the request's as built (PATH first), then
+            // the three bash would add. bash exports them in its own hash order (PWD first, PATH
+            // between SHLVL and _), so this fails whenever the fast path is not taken.
+            var direct = await ExecAsync(id, "env", cwd: "/tmp");
+            Assert.StartsWith("PATH=", direct.Stdout);
+            Assert.EndsWith("\nPWD=/tmp\nSHLVL=0\n_=/usr/bin/env\n", direct.Stdout);
+            await AssertSameAsBashAsync(id, "env", cwd: "/tmp", sortLines: true);
+        });
+    }
+
+    [Fact]
+    public async Task Exec_CwdThroughSymlink_BashExportsPhysicalPwd()
+    {
+        await _client.WithSandboxAsync(async id =>
+        {
+            // /bin is a symlink to usr/bin: bash exports getcwd(), not the path asked for.
+            var env = await ExecAsync(id, "env", cwd: "/bin");
+            Assert.Contains("PWD=/usr/bin", env.Stdout.Split('\n'));
+            await AssertSameAsBashAsync(id, "env", cwd: "/bin", sortLines: true);
         });
     }
 

@@ -376,6 +376,37 @@ public sealed partial class ProcessApiTests(ServerFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Start_UserAddedOrChangedInside_SeenByTheNextProcess()
+    {
+        // Users come from the sandbox's own /etc/passwd, parsed once and kept while the file's stamp
+        // holds (LiveSandbox.ResolveUser): a cache that missed a change would refuse bob or keep his old uid.
+        await _client.WithSandboxAsync(async id =>
+        {
+            async Task<(HttpStatusCode Status, JsonElement Body)> ExecAsBobAsync()
+            {
+                using var cts = Api.NewTimeout();
+                // cwd /tmp: bob's home stays his old uid's after the sed below.
+                var response = await _client.PostAsJsonAsync($"/v1/sandboxes/{id}/exec", new { cmd = "id -u", user = "bob", cwd = "/tmp" }, cts.Token);
+                return (response.StatusCode, await response.JsonAsync());
+            }
+
+            var missing = await ExecAsBobAsync();
+            Assert.Equal(HttpStatusCode.BadRequest, missing.Status);
+            Assert.Equal("invalid_argument", missing.Body.GetProperty("code").GetString());
+
+            Assert.Equal(0, (await _client.ExecAsync(id, "useradd -m bob", user: "root")).ExitCode);
+            var added = await ExecAsBobAsync();
+            Assert.Equal(HttpStatusCode.OK, added.Status);
+            Assert.Equal("1001\n", added.Body.GetProperty("stdout").GetString());
+
+            Assert.Equal(0, (await _client.ExecAsync(id, "sed -i s/^bob:x:1001:/bob:x:1234:/ /etc/passwd", user: "root")).ExitCode);
+            var changed = await ExecAsBobAsync();
+            Assert.Equal(HttpStatusCode.OK, changed.Status);
+            Assert.Equal("1234\n", changed.Body.GetProperty("stdout").GetString());
+        });
+    }
+
+    [Fact]
     public async Task Events_ClientDisconnectsMidStream_ProcessSurvivesAndReattachSeesLaterOutput()
     {
         await _client.WithSandboxAsync(async id =>

@@ -114,6 +114,108 @@ public sealed class LeakAndRecoveryTests
         }
     }
 
+    [Fact]
+    public async Task ServerCrash_BetweenRuntimeCreateAndInsert_SweepReapsUnrecordedSandbox()
+    {
+        // A create starts the sandbox, then inserts its record (SandboxService.StartRecordedAsync): a
+        // crash in between leaves a running init, a state dir and cgroups that no record owns. Made
+        // here as a created sandbox whose record is deleted while the server is down.
+        var ct = TestContext.Current.CancellationToken;
+        var noPool = new Dictionary<string, string> { ["Airlock__Sandboxes__WarmPoolSize"] = "0" };
+        var server = await AirlockServer.StartAsync(cancellationToken: ct, environment: noPool);
+        var dataDir = server.DataDir;
+        try
+        {
+            var id = await server.Client.CreateSandboxAsync(new { timeoutSeconds = 600 });
+            var initPid = int.Parse(File.ReadAllText(Path.Combine(dataDir, "sandboxes", id, "init.pid")).Split(' ')[0]);
+            await server.CrashAsync();
+            Assert.True(Directory.Exists($"/proc/{initPid}"), "a sandbox must outlive a crash of the server");
+            Assert.Contains(CgroupRoots(), r => Directory.Exists(Path.Combine(r, id)));
+            await DeleteRecordAsync(dataDir, id, ct);
+
+            server = await AirlockServer.StartAsync(dataDir, ct, environment: noPool);
+            Assert.Contains($"sweeping resources of unknown sandbox {id}", server.Log);
+            Assert.Equal(HttpStatusCode.NotFound, (await server.Client.GetAsync($"/v1/sandboxes/{id}", ct)).StatusCode);
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (Alive(initPid) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100, ct);
+            }
+
+            Assert.False(Alive(initPid), $"init {initPid} of the unrecorded sandbox survived recovery");
+            await AssertNoTraceAsync(dataDir, [id]);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+            try
+            {
+                Directory.Delete(dataDir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>True while the process exists and is not a zombie.</summary>
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Deletes a sandbox's row behind a stopped server's back, in whichever store it uses.</summary>
+    private static async Task DeleteRecordAsync(string dataDir, string id, CancellationToken cancellationToken)
+    {
+        if (await TestPostgres.DatabaseUrlAsync(dataDir, cancellationToken) is { } url)
+        {
+            var uri = new Uri(url);
+            var user = uri.UserInfo.Split(':', 2);
+            var connectionString = new Npgsql.NpgsqlConnectionStringBuilder
+            {
+                Host = uri.Host,
+                Port = uri.Port > 0 ? uri.Port : 5432,
+                Username = Uri.UnescapeDataString(user[0]),
+                Password = user.Length > 1 ? Uri.UnescapeDataString(user[1]) : null,
+                Database = uri.AbsolutePath.TrimStart('/'),
+                Pooling = false,
+            }.ConnectionString;
+            await using var connection = new Npgsql.NpgsqlConnection(connectionString);
+            await connection.OpenAsync(cancellationToken);
+            await using var delete = new Npgsql.NpgsqlCommand("DELETE FROM sandboxes WHERE id = @id", connection);
+            delete.Parameters.AddWithValue("id", id);
+            Assert.Equal(1, await delete.ExecuteNonQueryAsync(cancellationToken));
+            return;
+        }
+
+        // The SQLite file in the data dir, through python3's sqlite3 (test.sh installs python3).
+        var start = new System.Diagnostics.ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[]
+        {
+            "-c",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nn = c.execute('DELETE FROM sandboxes WHERE id = ?', (sys.argv[2],)).rowcount\nc.commit()\nprint(n)",
+            Path.Combine(dataDir, "airlock.db"),
+            id,
+        })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var python = System.Diagnostics.Process.Start(start)!;
+        var output = await python.StandardOutput.ReadToEndAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+        var error = await python.StandardError.ReadToEndAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+        await python.WaitForExitAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+        Assert.True(python.ExitCode == 0 && output.Trim() == "1", $"deleting the record: {output} {error}");
+    }
+
     private static async Task AssertNoTraceAsync(string dataDir, List<string> ids)
     {
         // Kill is synchronous in the API, but give the kernel a moment to finish tearing down.

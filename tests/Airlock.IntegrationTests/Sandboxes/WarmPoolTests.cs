@@ -131,8 +131,12 @@ public sealed class WarmPoolTests
         var dataDir = server.DataDir;
         try
         {
+            // A claimed sandbox (taken from a full pool, so not a cold create) and a refilled pool at the crash.
+            var first = await WaitForPoolAsync(server, 3);
             var claimed = await server.Client.CreateSandboxAsync(new { timeoutSeconds = 600 });
+            Assert.Contains(claimed, first.Keys);
             var pooled = await WaitForPoolAsync(server, 3);
+            Assert.DoesNotContain(claimed, pooled.Keys);
             await server.CrashAsync();
             foreach (var pid in pooled.Values)
             {
